@@ -1,0 +1,222 @@
+"""Stage 6: the whole Vision Transformer, its configuration and presets.
+
+Parameter names follow timm's `VisionTransformer` (`patch_embed.proj`, `cls_token`, `pos_embed`,
+`blocks.N.attn.qkv`, ..., `norm`, `head`), so a timm checkpoint loads with `load_state_dict`.
+
+Shape legend: B batch, C channels, H W image, N patches, L = N + 1 tokens, D model dim, h heads.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import _validate
+from .encoder import Block, _check_heads
+from .patches import PatchEmbed
+from .tokens import prepend_cls_token, sincos_position_table
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Everything that decides a ViT's shapes, in timm's vocabulary."""
+
+    img_size: int = 224          # image side H = W in pixels
+    patch_size: int = 16         # patch side P; must divide img_size
+    in_chans: int = 3            # input channels C (3 for RGB, 1 for grayscale)
+    num_classes: int = 1000      # classes K of the head; 0 means no head (features only)
+    embed_dim: int = 768         # token width D
+    depth: int = 12              # number of encoder blocks
+    num_heads: int = 12          # attention heads h; must divide embed_dim
+    mlp_ratio: float = 4.0       # MLP hidden width as a multiple of D (the paper uses 4)
+    qkv_bias: bool = True        # bias on the fused qkv projection, as in the paper's code
+    drop_rate: float = 0.0       # dropout after attention, in the MLP and on the tokens
+    attn_drop_rate: float = 0.0  # dropout on the attention weights
+    pos_embed: str = "learn"     # "learn": a trained table (the paper); "sincos": a fixed 2-D table
+    norm_eps: float = 1e-6       # LayerNorm epsilon, as in the paper's code and timm
+
+    def __post_init__(self) -> None:
+        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
+            _validate.positive_int(getattr(self, name), name)
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0, got {self.num_classes!r}; "
+                             f"use 0 for a model without a head.")
+        _validate.divides(self.patch_size, self.img_size, "patch_size", "side (img_size)")
+        _check_heads(self.embed_dim, self.num_heads)
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}; the paper uses 4.0.")
+        for name in ("drop_rate", "attn_drop_rate"):
+            rate = getattr(self, name)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}.")
+        if self.pos_embed not in ("learn", "sincos"):
+            raise ValueError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}.")
+        if self.pos_embed == "sincos" and self.embed_dim % 4:
+            raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}.")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side, `H / P`."""
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens `N`."""
+        return self.grid_size ** 2
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens in the encoder, `N + 1` with the CLS token."""
+        return self.num_patches + 1
+
+    @property
+    def head_dim(self) -> int:
+        """Width `d = D / h` of one attention head."""
+        return self.embed_dim // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Hidden width of each MLP."""
+        return int(self.embed_dim * self.mlp_ratio)
+
+
+PRESETS: dict[str, ViTConfig] = {
+    # The original article's toy: 3x8x8 images, 4x4 patches, D=8, 6 layers of 8 heads, 10 classes.
+    "toy": ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=10, embed_dim=8, depth=6, num_heads=8),
+    # scikit-learn's 8x8 grayscale digits: 16 patches of 2x2, small enough to train on a laptop CPU in a minute.
+    "digits": ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4,
+                        num_heads=4, mlp_ratio=2.0),
+    # The paper's sizes (Table 1) and DeiT's Ti/S, at 224 px with ImageNet's 1000 classes.
+    "vit_tiny": ViTConfig(embed_dim=192, depth=12, num_heads=3),
+    "vit_small": ViTConfig(embed_dim=384, depth=12, num_heads=6),
+    "vit_base": ViTConfig(embed_dim=768, depth=12, num_heads=12),
+    "vit_large": ViTConfig(embed_dim=1024, depth=24, num_heads=16),
+    "vit_huge": ViTConfig(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+def get_config(name: str, **overrides: object) -> ViTConfig:
+    """A preset by name, with any field replaced, e.g. `get_config("vit_base", num_classes=10)`."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(ViTConfig)}
+    if unknown:
+        raise TypeError(f"ViTConfig has no field {sorted(unknown)}; its fields are "
+                        f"{[f.name for f in dataclasses.fields(ViTConfig)]}.")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalars in a model's parameters."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_formula(config: ViTConfig) -> dict[str, int]:
+    """Parameters of each part of a ViT, counted on paper, without building it."""
+    if not isinstance(config, ViTConfig):
+        raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; "
+                        f"use get_config('vit_base') or ViTConfig(...).")
+    D, H, K = config.embed_dim, config.mlp_hidden, config.num_classes
+    depth = config.in_chans * config.patch_size ** 2
+    block = (2 * D                                 # norm1
+             + D * 3 * D + (3 * D if config.qkv_bias else 0)  # qkv
+             + D * D + D                           # attention output projection
+             + 2 * D                               # norm2
+             + D * H + H + H * D + D)              # MLP fc1, fc2
+    parts = {
+        "patch_embed": depth * D + D,
+        "cls_token": D,
+        "pos_embed": config.seq_len * D if config.pos_embed == "learn" else 0,
+        "blocks": config.depth * block,
+        "norm": 2 * D,
+        "head": D * K + K if K else 0,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+class ViT(nn.Module):
+    """A Vision Transformer: patches, CLS token, positions, pre-norm blocks, final norm, head on CLS.
+
+    Args:
+        config: the model's shapes; defaults to ViT-B/16.
+        **overrides: fields replacing those of `config`, e.g. `ViT(num_classes=10)`.
+    """
+
+    def __init__(self, config: ViTConfig | None = None, **overrides: object) -> None:
+        super().__init__()
+        if config is None:
+            config = ViTConfig()
+        if not isinstance(config, ViTConfig):
+            raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; "
+                            f"use ViT(get_config('digits')) or ViT(ViTConfig(...)).")
+        if overrides:
+            fields = {f.name for f in dataclasses.fields(ViTConfig)}
+            if set(overrides) - fields:
+                raise TypeError(f"ViTConfig has no field {sorted(set(overrides) - fields)}; "
+                                f"its fields are {sorted(fields)}.")
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        D = config.embed_dim
+        self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))  # [1, 1, D], one token for the whole batch
+        if config.pos_embed == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, config.seq_len, D))  # [1, L, D]
+        else:
+            table = sincos_position_table(config.grid_size, D).unsqueeze(0)  # [1, L, D]
+            self.pos_embed = nn.Parameter(table, requires_grad=False)
+        self.pos_drop = nn.Dropout(config.drop_rate)
+        self.blocks = nn.ModuleList(
+            Block(D, config.num_heads, config.mlp_ratio, config.qkv_bias, config.drop_rate,
+                  config.attn_drop_rate, config.norm_eps) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(D, eps=config.norm_eps)
+        self.head = nn.Linear(D, config.num_classes) if config.num_classes else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """timm's initialisation: truncated normal (std 0.02) for tokens and linear weights."""
+        if self.pos_embed.requires_grad:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, image: torch.Tensor, return_attention: bool = False
+                         ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Images `[B, C, H, W]` to normed tokens `[B, L, D]`; with `return_attention`, also one
+        `[B, h, L, L]` weight tensor per block."""
+        patch_tokens = self.patch_embed(image)  # [B, N, D]
+        tokens = prepend_cls_token(patch_tokens, self.cls_token)  # [B, L, D]
+        tokens = self.pos_drop(tokens + self.pos_embed)  # [B, L, D]
+        attention = []
+        for block in self.blocks:
+            if return_attention:
+                tokens, weights = block(tokens, return_attention=True)  # [B, L, D], [B, h, L, L]
+                attention.append(weights)
+            else:
+                tokens = block(tokens)  # [B, L, D]
+        tokens = self.norm(tokens)  # [B, L, D]
+        return (tokens, attention) if return_attention else tokens
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Normed tokens `[B, L, D]` to logits `[B, K]` from the CLS token alone."""
+        return self.head(tokens[:, 0])  # [B, K]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Images `[B, C, H, W]` to class logits `[B, K]`."""
+        return self.forward_head(self.forward_features(image))
+
+    def attention_maps(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every block, `depth` tensors of `[B, h, L, L]`, computed without gradients."""
+        with torch.no_grad():
+            _, attention = self.forward_features(image, return_attention=True)
+        return attention
