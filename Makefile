@@ -36,14 +36,15 @@ $(VENV)/.instructor: $(VENV)/.installed
 lab: env
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
 
-test: env
-	TQDM_DISABLE=1 $(PYTEST) tests $(NB)
+# the grading tests need nbgrader, so the test environment includes the instructor extra
+test: $(VENV)/.instructor
+	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
 test-unit: env
-	$(PY) -m pytest -n 2 --dist loadfile tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile tests
 
 test-notebooks: env
-	TQDM_DISABLE=1 $(PYTEST) $(NB)
+	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) $(NB)
 
 notebooks: env
 	$(PY) -m vitsteps.course.execute $(NB)

@@ -16,6 +16,36 @@ def positive_int(value: object, name: str) -> int:
     return value
 
 
+def non_negative_int(value: object, name: str) -> int:
+    """Return `value` if it is an int >= 0, else raise naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 0, got {value!r} of type {type(value).__name__}; "
+                        f"pass a whole number such as 1.")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value}; pass 0 or a larger whole number.")
+    return value
+
+
+def positive_number(value: object, name: str, example: str) -> float:
+    """Return `value` if it is a real number > 0, else raise naming `name`; `example` is a sensible value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive number, got {value!r} of type {type(value).__name__}; "
+                        f"pass e.g. {example}.")
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}; pass e.g. {example}.")
+    return value
+
+
+def probability(value: object, name: str) -> float:
+    """Return `value` if it is a dropout probability in [0, 1), else raise naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a probability in [0, 1), got {value!r} of type {type(value).__name__}; "
+                        f"pass e.g. 0.0 (no dropout) or 0.1.")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}; pass e.g. 0.0 (no dropout) or 0.1.")
+    return value
+
+
 def pair(value: object, name: str) -> tuple[int, int]:
     """Turn an int or a (height, width) pair into a pair of positive ints."""
     if isinstance(value, Sequence) and not isinstance(value, str):

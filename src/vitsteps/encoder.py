@@ -13,13 +13,32 @@ from torch import nn
 from . import _validate
 
 
-def _check_heads(dim: int, num_heads: int) -> None:
-    _validate.positive_int(dim, "dim")
+def _check_heads(dim: int, num_heads: int, dim_name: str = "embed_dim") -> None:
+    """Check that the token width `dim` (called `dim_name` by the caller) splits into `num_heads` heads."""
+    _validate.positive_int(dim, dim_name)
     _validate.positive_int(num_heads, "num_heads")
     if dim % num_heads:
         divisors = [h for h in range(1, dim + 1) if dim % h == 0]
-        raise ValueError(f"embed_dim={dim} is not divisible by num_heads={num_heads}: each head gets "
-                         f"embed_dim / num_heads dimensions; pick num_heads from {divisors}.")
+        raise ValueError(f"{dim_name}={dim} is not divisible by num_heads={num_heads}: each head gets "
+                         f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
+
+
+def _mlp_hidden(dim: int, mlp_ratio: float) -> int:
+    """The MLP's hidden width `int(dim * mlp_ratio)`, checked to be at least 1."""
+    _validate.positive_number(mlp_ratio, "mlp_ratio", "4.0")
+    hidden = int(dim * mlp_ratio)
+    if hidden < 1:
+        raise ValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP hidden width of int({dim} * {mlp_ratio!r}) = "
+                         f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
+    return hidden
+
+
+def _check_tokens(x: object, dim: int, owner: str) -> None:
+    """Check that `x` is floating `[B, L, D]` tokens of the width `dim` that `owner` was built for."""
+    _validate.tensor(x, "x", 3, "[B, L, D]")
+    if x.shape[-1] != dim:
+        raise ValueError(f"x has width D={x.shape[-1]} but this {owner} was built for dim={dim}; "
+                         f"pass tokens of shape [B, L, {dim}], or build the {owner} with dim={x.shape[-1]}.")
 
 
 def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,6 +50,15 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
     Returns:
         `([..., L, d] outputs, [..., L, L] weights)`; each row of the weights sums to 1.
     """
+    for name, value in (("q", q), ("k", k), ("v", v)):
+        ndim = value.dim() if isinstance(value, torch.Tensor) and value.dim() >= 2 else 2
+        _validate.tensor(value, name, ndim, "[..., L, d]")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q has width d={q.shape[-1]} but k has d={k.shape[-1]}; queries and keys must have "
+                         f"the same width to be compared, e.g. both [..., L, {q.shape[-1]}].")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k has {k.shape[-2]} tokens but v has {v.shape[-2]}; each key needs its value, "
+                         f"so pass k and v with the same length L.")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., L, L]
     weights = scores.softmax(dim=-1)  # [..., L, L]
     return weights @ v, weights  # [..., L, d], [..., L, L]
@@ -50,7 +78,9 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0) -> None:
         super().__init__()
-        _check_heads(dim, num_heads)
+        _check_heads(dim, num_heads, "dim")
+        _validate.probability(attn_drop, "attn_drop")
+        _validate.probability(proj_drop, "proj_drop")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.fused_attn = True  # F.scaled_dot_product_attention; False runs the written-out path
@@ -62,6 +92,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`[B, L, D]` tokens to `[B, L, D]`; with `return_attention`, also the `[B, h, L, L]` weights."""
+        _check_tokens(x, self.qkv.in_features, "Attention")
         B, L, D = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, self.head_dim)  # [B, L, 3, h, d]
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, h, L, d]
@@ -83,6 +114,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
         super().__init__()
+        _validate.positive_int(dim, "dim")
+        _validate.positive_int(hidden_dim, "hidden_dim")
+        _validate.probability(drop, "drop")
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
@@ -90,6 +124,7 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_tokens(x, self.fc1.in_features, "Mlp")
         hidden = self.drop1(self.act(self.fc1(x)))  # [B, L, hidden]
         return self.drop2(self.fc2(hidden))  # [B, L, D]
 
@@ -110,15 +145,20 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        _check_heads(dim, num_heads)
+        _check_heads(dim, num_heads, "dim")
+        hidden_dim = _mlp_hidden(dim, mlp_ratio)
+        _validate.probability(drop, "drop")
+        _validate.probability(attn_drop, "attn_drop")
+        _validate.positive_number(norm_eps, "norm_eps", "1e-6")
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp = Mlp(dim, hidden_dim, drop=drop)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`[B, L, D]` to `[B, L, D]`; with `return_attention`, also the `[B, h, L, L]` weights."""
+        _check_tokens(x, self.norm1.normalized_shape[0], "Block")
         if return_attention:
             attended, weights = self.attn(self.norm1(x), return_attention=True)  # [B, L, D], [B, h, L, L]
         else:
@@ -141,10 +181,11 @@ def build_torch_encoder(embed_dim: int, depth: int, num_heads: int, mlp_ratio: f
     """
     _check_heads(embed_dim, num_heads)
     _validate.positive_int(depth, "depth")
-    if not mlp_ratio > 0:
-        raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}; the paper uses 4.0.")
+    hidden_dim = _mlp_hidden(embed_dim, mlp_ratio)
+    _validate.probability(dropout, "dropout")
+    _validate.positive_number(norm_eps, "norm_eps", "1e-6")
     layer = nn.TransformerEncoderLayer(d_model=embed_dim, nhead=num_heads,
-                                       dim_feedforward=int(embed_dim * mlp_ratio), dropout=dropout,
+                                       dim_feedforward=hidden_dim, dropout=dropout,
                                        activation="gelu", layer_norm_eps=norm_eps, batch_first=True,
                                        norm_first=True)
     return nn.TransformerEncoder(layer, num_layers=depth, enable_nested_tensor=False)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import _validate
-from .encoder import Block, _check_heads
+from .encoder import Block, _check_heads, _mlp_hidden
 from .patches import PatchEmbed
 from .tokens import prepend_cls_token, sincos_position_table
 
@@ -40,21 +40,26 @@ class ViTConfig:
     def __post_init__(self) -> None:
         for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
             _validate.positive_int(getattr(self, name), name)
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0, got {self.num_classes!r}; "
-                             f"use 0 for a model without a head.")
+        classes_message = (f"num_classes must be an int >= 0, got {self.num_classes!r}; pass the number of "
+                           f"classes, or 0 for a model without a head.")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
+            raise TypeError(classes_message)
+        if self.num_classes < 0:
+            raise ValueError(classes_message)
         _validate.divides(self.patch_size, self.img_size, "patch_size", "side (img_size)")
         _check_heads(self.embed_dim, self.num_heads)
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}; the paper uses 4.0.")
-        for name in ("drop_rate", "attn_drop_rate"):
-            rate = getattr(self, name)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}.")
+        _mlp_hidden(self.embed_dim, self.mlp_ratio)
+        _validate.probability(self.drop_rate, "drop_rate")
+        _validate.probability(self.attn_drop_rate, "attn_drop_rate")
+        if not isinstance(self.qkv_bias, bool):
+            raise TypeError(f"qkv_bias must be True or False, got {self.qkv_bias!r}; the paper uses True.")
         if self.pos_embed not in ("learn", "sincos"):
-            raise ValueError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}.")
+            raise ValueError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}; use 'learn' for the "
+                             f"paper's trained table or 'sincos' for a fixed one.")
         if self.pos_embed == "sincos" and self.embed_dim % 4:
-            raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}.")
+            raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
+                             f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
+        _validate.positive_number(self.norm_eps, "norm_eps", "1e-6")
 
     @property
     def grid_size(self) -> int:
@@ -99,6 +104,9 @@ PRESETS: dict[str, ViTConfig] = {
 
 def get_config(name: str, **overrides: object) -> ViTConfig:
     """A preset by name, with any field replaced, e.g. `get_config("vit_base", num_classes=10)`."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a preset name (str), got {type(name).__name__}; "
+                        f"choose one of {sorted(PRESETS)}.")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(ViTConfig)}
@@ -168,7 +176,7 @@ class ViT(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, config.seq_len, D))  # [1, L, D]
         else:
             table = sincos_position_table(config.grid_size, D).unsqueeze(0)  # [1, L, D]
-            self.pos_embed = nn.Parameter(table, requires_grad=False)
+            self.register_buffer("pos_embed", table)  # fixed: saved in the state_dict, not a parameter
         self.pos_drop = nn.Dropout(config.drop_rate)
         self.blocks = nn.ModuleList(
             Block(D, config.num_heads, config.mlp_ratio, config.qkv_bias, config.drop_rate,
@@ -185,7 +193,8 @@ class ViT(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # qkv_bias=False leaves qkv without one
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
@@ -209,6 +218,11 @@ class ViT(nn.Module):
 
     def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Normed tokens `[B, L, D]` to logits `[B, K]` from the CLS token alone."""
+        _validate.tensor(tokens, "tokens", 3, "[B, L, D]")
+        if tokens.shape[-1] != self.config.embed_dim:
+            raise ValueError(f"tokens have width D={tokens.shape[-1]} but this model has embed_dim="
+                             f"{self.config.embed_dim}; pass the [B, L, {self.config.embed_dim}] output of "
+                             f"forward_features.")
         return self.head(tokens[:, 0])  # [B, K]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -220,3 +234,6 @@ class ViT(nn.Module):
         with torch.no_grad():
             _, attention = self.forward_features(image, return_attention=True)
         return attention
+
+
+from .convert import from_hf_state_dict  # noqa: E402,F401  (re-exported: vitsteps.model.from_hf_state_dict)

@@ -52,7 +52,7 @@ def add_position_embedding(tokens: torch.Tensor, position_table: torch.Tensor,
     _validate.tensor(tokens, "tokens", 3, "[B, L, D]")
     if not isinstance(position_table, torch.Tensor):
         raise TypeError(f"position_table must be a torch.Tensor [max_num_token, D], "
-                        f"got {type(position_table).__name__}.")
+                        f"got {type(position_table).__name__}; make it with torch.randn(max_num_token, D).")
     table = position_table[0] if position_table.dim() == 3 and position_table.shape[0] == 1 else position_table
     _validate.tensor(table, "position_table", 2, "[max_num_token, D]")
     B, L, D = tokens.shape
@@ -68,7 +68,8 @@ def add_position_embedding(tokens: torch.Tensor, position_table: torch.Tensor,
     elif mode == "tile":
         position_embedding = torch.tile(table[:L], (B, 1, 1))  # [B, L, D]
     else:
-        raise ValueError(f"mode must be 'broadcast' or 'tile', got {mode!r}.")
+        raise ValueError(f"mode must be 'broadcast' or 'tile', got {mode!r}; use 'broadcast' (both give the "
+                         f"same numbers).")
     return tokens + position_embedding  # [B, L, D]
 
 
@@ -91,8 +92,7 @@ def sincos_position_table(grid_size: int | tuple[int, int], dim: int, num_prefix
     if dim % 4:
         raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos table, got {dim}; "
                          f"use e.g. {dim + 4 - dim % 4}.")
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
-        raise ValueError(f"num_prefix_tokens must be an int >= 0, got {num_prefix_tokens!r}.")
+    _validate.non_negative_int(num_prefix_tokens, "num_prefix_tokens")
     quarter = dim // 4
     frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # [D/4]
     grid_r, grid_c = torch.meshgrid(torch.arange(rows, dtype=torch.float64),
@@ -121,13 +121,19 @@ def resample_position_table(position_table: torch.Tensor, new_grid: int | tuple[
     Returns:
         A table of the same number of dimensions, with `prefix + new_rows*new_cols` rows.
     """
-    if not isinstance(position_table, torch.Tensor) or position_table.dim() not in (2, 3):
-        raise ValueError("position_table must be a tensor [L, D] or [1, L, D], got "
-                         f"{getattr(position_table, 'shape', type(position_table).__name__)}.")
+    if not isinstance(position_table, torch.Tensor):
+        raise TypeError(f"position_table must be a torch.Tensor [L, D] or [1, L, D], "
+                        f"got {type(position_table).__name__}; pass the model's pos_embed.")
+    if position_table.dim() not in (2, 3) or (position_table.dim() == 3 and position_table.shape[0] != 1):
+        raise ValueError(f"position_table must be [L, D] or [1, L, D], got shape {tuple(position_table.shape)}; "
+                         f"pass one table, e.g. model.pos_embed.")
     batched = position_table.dim() == 3
-    table = position_table[0] if batched else position_table  # [L, D]
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
-        raise ValueError(f"num_prefix_tokens must be an int >= 0, got {num_prefix_tokens!r}.")
+    table = _validate.tensor(position_table[0] if batched else position_table,
+                             "position_table", 2, "[L, D]")  # [L, D]
+    _validate.non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    if num_prefix_tokens >= table.shape[0]:
+        raise ValueError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch rows in a table of "
+                         f"{table.shape[0]} rows; pass the number of CLS-like rows (1 for a ViT).")
     prefix, patch_rows = table[:num_prefix_tokens], table[num_prefix_tokens:]  # [prefix, D], [N, D]
     N, D = patch_rows.shape
     if old_grid is None:

@@ -1,0 +1,1 @@
+"""Tooling for the people who run the series: executing notebooks reproducibly, student versions, grading."""

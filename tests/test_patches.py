@@ -1,0 +1,361 @@
+"""Stages 1 and 2 (vitsteps.patches): unfold and conv give the same patch tokens, and bad input is named."""
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitsteps import _validate
+from vitsteps.patches import (
+    PatchEmbed,
+    image_to_patches,
+    patch_embed_conv,
+    patch_embed_unfold,
+    patches_to_image,
+    weight_to_kernel,
+)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
+    """Same shape and dtype, values within tolerance (torch.testing.assert_close's float32 defaults, without
+    its first call importing torch.distributed, which costs seconds)."""
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), \
+        f"largest difference {(actual - expected).abs().max().item():.3g}"
+
+
+# (C, H, W, P, D): the article's toy, grayscale digits, non-square images, one patch covering everything
+SHAPES = [(3, 8, 8, 4, 8), (1, 8, 8, 2, 64), (3, 8, 12, 4, 5), (2, 6, 9, 3, 7), (1, 4, 4, 4, 3), (3, 16, 8, 2, 16)]
+
+
+def _images(B: int, C: int, H: int, W: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(B, C, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+# --- behaviour ---------------------------------------------------------------------------------------------------
+
+def test_the_article_config_gives_the_article_shapes():
+    image = _images(1, 3, 8, 8)  # [B, C, H, W]
+    weight = torch.randn(48, 8)  # [C*P*P, D]
+    kernel = weight_to_kernel(weight, 3, 4)
+    assert image_to_patches(image, 4).shape == (1, 4, 48)
+    assert patch_embed_unfold(image, 4, weight).shape == (1, 4, 8)
+    assert kernel.shape == (8, 3, 4, 4)
+    assert patch_embed_conv(image, kernel, 4).shape == (1, 4, 8)
+
+
+@pytest.mark.parametrize("C, H, W, P, D", SHAPES)
+def test_unfold_and_conv_give_the_same_embedding(C, H, W, P, D):
+    image = _images(2, C, H, W)
+    weight = torch.randn(C * P * P, D, generator=torch.Generator().manual_seed(1))
+    by_unfold = patch_embed_unfold(image, P, weight)
+    by_conv = patch_embed_conv(image, weight_to_kernel(weight, C, P), stride=P)
+    assert by_unfold.shape == (2, (H // P) * (W // P), D)
+    assert_close(by_unfold, by_conv, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("C, H, W, P, D", SHAPES)
+def test_patches_to_image_undoes_image_to_patches_exactly(C, H, W, P, D):
+    image = _images(3, C, H, W)
+    assert torch.equal(patches_to_image(image_to_patches(image, P), P, (H, W)), image)
+
+
+def test_patches_to_image_accepts_a_single_side_for_square_images():
+    image = _images(1, 3, 8, 8)
+    assert torch.equal(patches_to_image(image_to_patches(image, 4), 4, 8), image)
+
+
+@pytest.mark.parametrize("C, H, W, P", [(3, 8, 12, 4), (2, 6, 9, 3), (1, 8, 8, 2)])
+def test_patch_k_holds_the_pixels_of_grid_cell_k_in_reading_order(C, H, W, P):
+    image = _images(2, C, H, W)
+    patches = image_to_patches(image, P)  # [B, N, C*P*P]
+    cols = W // P
+    assert patches.shape[1] == (H // P) * cols
+    for k in range(patches.shape[1]):
+        row, col = k // cols, k % cols
+        cell = image[:, :, row * P:(row + 1) * P, col * P:(col + 1) * P]  # [B, C, P, P]
+        # channel first, then row, then column
+        assert torch.equal(patches[:, k], cell.reshape(2, C * P * P))
+
+
+def test_image_to_patches_flattens_channel_first_then_row_then_column():
+    P = 2
+    image = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)  # [B, C, H, W]
+    first_patch = image_to_patches(image, P)[0, 0]
+    assert first_patch.tolist() == [0.0, 1.0, 4.0, 5.0, 16.0, 17.0, 20.0, 21.0]
+
+
+def test_weight_to_kernel_puts_each_weight_column_into_one_output_channel():
+    C, P, D = 3, 2, 5
+    weight = torch.randn(C * P * P, D)
+    kernel = weight_to_kernel(weight, C, P)  # [D, C, P, P]
+    assert kernel.shape == (D, C, P, P)
+    for d in range(D):
+        for c in range(C):
+            for i in range(P):
+                for j in range(P):
+                    assert kernel[d, c, i, j] == weight[c * P * P + i * P + j, d]
+
+
+def test_weight_to_kernel_matches_the_article_transpose_and_reshape():
+    weight = torch.randn(48, 8)
+    assert torch.equal(weight_to_kernel(weight, 3, 4), weight.transpose(0, 1).reshape(-1, 3, 4, 4))
+
+
+def test_patch_embed_conv_with_a_smaller_stride_gives_overlapping_patches():
+    image = _images(1, 1, 8, 8)
+    kernel = torch.randn(4, 1, 4, 4)
+    tokens = patch_embed_conv(image, kernel, stride=2)
+    reference = F.conv2d(image, kernel, stride=2).flatten(2).transpose(1, 2)  # [B, N, D]
+    assert tokens.shape == (1, 9, 4)
+    assert_close(tokens, reference)
+
+
+@pytest.mark.parametrize("C, H, W, P, D", SHAPES)
+def test_patch_embed_module_equals_patch_embed_conv_with_its_weights(C, H, W, P, D):
+    module = PatchEmbed((H, W), P, C, D)
+    image = _images(2, C, H, W)
+    expected = patch_embed_conv(image, module.proj.weight, P) + module.proj.bias
+    assert_close(module(image), expected)
+
+
+def test_patch_embed_module_reports_its_grid():
+    module = PatchEmbed((8, 12), 4, 3, 8)
+    assert module.grid_size == (2, 3)
+    assert module.num_patches == 6
+    assert module(_images(2, 3, 8, 12)).shape == (2, 6, 8)
+
+
+def test_patch_embed_module_takes_a_single_side_for_square_images():
+    module = PatchEmbed(8, 4, 3, 8)
+    assert module.img_size == (8, 8)
+    assert module.num_patches == 4
+
+
+@settings(deadline=None, max_examples=15, derandomize=True)
+@given(B=st.integers(1, 2), C=st.integers(1, 3), rows=st.integers(1, 3), cols=st.integers(1, 3),
+       P=st.integers(1, 4), D=st.integers(1, 6))
+def test_unfold_equals_conv_for_any_small_shape(B, C, rows, cols, P, D):
+    image = _images(B, C, rows * P, cols * P)
+    weight = torch.randn(C * P * P, D, generator=torch.Generator().manual_seed(2))
+    assert_close(patch_embed_unfold(image, P, weight),
+                               patch_embed_conv(image, weight_to_kernel(weight, C, P), P), rtol=1e-5, atol=1e-5)
+
+
+@settings(deadline=None, max_examples=15, derandomize=True)
+@given(B=st.integers(1, 2), C=st.integers(1, 3), rows=st.integers(1, 4), cols=st.integers(1, 4),
+       P=st.integers(1, 4))
+def test_round_trip_is_exact_for_any_small_shape(B, C, rows, cols, P):
+    image = _images(B, C, rows * P, cols * P)
+    patches = image_to_patches(image, P)
+    assert patches.shape == (B, rows * cols, C * P * P)
+    assert torch.equal(patches_to_image(patches, P, (rows * P, cols * P)), image)
+
+
+# --- the shared checks ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError),
+                                          ("4", TypeError), (None, TypeError)])
+def test_positive_int_names_the_parameter_and_the_value(value, error):
+    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(repr(value))}"):
+        _validate.positive_int(value, "patch_size")
+
+
+@pytest.mark.parametrize("value, message", [((8, 8, 3), r"img_size must be an int or a \(height, width\) pair, "
+                                                        r"got \(8, 8, 3\)"),
+                                            ((8, 0), r"img_size\[1\] must be a positive int, got 0")])
+def test_pair_names_the_parameter_and_the_value(value, message):
+    with pytest.raises(ValueError, match=message):
+        _validate.pair(value, "img_size")
+
+
+def test_divides_names_the_patch_size_the_side_and_the_remainder():
+    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image width 8: .* remainder of 2; pick"):
+        _validate.divides(3, 8, "patch_size", "width")
+
+
+# --- bad input, one test per case ------------------------------------------------------------------------------------
+
+IMAGE_FUNCTIONS = {
+    "image_to_patches": lambda image: image_to_patches(image, 4),
+    "patch_embed_unfold": lambda image: patch_embed_unfold(image, 4, torch.randn(48, 8)),
+    "patch_embed_conv": lambda image: patch_embed_conv(image, torch.randn(8, 3, 4, 4), 4),
+    "PatchEmbed": lambda image: PatchEmbed(8, 4, 3, 8)(image),
+}
+
+
+@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
+def test_an_image_without_a_batch_dimension_is_refused_with_the_fix(call):
+    with pytest.raises(ValueError, match=r"image must have 4 dimensions \[B, C, H, W\], got shape \(3, 8, 8\); "
+                                         r"add a batch dimension with \.unsqueeze\(0\)"):
+        call(torch.randn(3, 8, 8))
+
+
+@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
+def test_a_two_dimensional_image_is_refused(call):
+    with pytest.raises(ValueError, match=r"image must have 4 dimensions \[B, C, H, W\], got shape \(8, 8\); reshape"):
+        call(torch.randn(8, 8))
+
+
+@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
+def test_an_integer_image_is_refused_with_the_fix(call):
+    with pytest.raises(TypeError, match=r"image must be a floating-point tensor, got dtype torch\.uint8; "
+                                        r".*\.float\(\)"):
+        call(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
+def test_an_image_that_is_not_a_tensor_is_refused(call):
+    with pytest.raises(TypeError, match=r"image must be a torch\.Tensor shaped \[B, C, H, W\], got list; .*as_tensor"):
+        call([[[[0.0] * 8] * 8] * 3])
+
+
+@pytest.mark.parametrize("H, W, side_name, side", [(10, 8, "height", 10), (8, 6, "width", 6)])
+def test_image_to_patches_refuses_a_side_the_patch_size_does_not_divide(H, W, side_name, side):
+    with pytest.raises(ValueError, match=rf"patch_size=4 does not divide the image {side_name} {side}"):
+        image_to_patches(torch.randn(1, 3, H, W), 4)
+
+
+def test_patch_embed_unfold_refuses_a_side_the_patch_size_does_not_divide():
+    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image height 8"):
+        patch_embed_unfold(torch.randn(1, 3, 8, 9), 3, torch.randn(27, 8))
+
+
+def test_patch_embed_conv_refuses_a_side_the_stride_does_not_divide():
+    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image height 8"):
+        patch_embed_conv(torch.randn(1, 3, 8, 9), torch.randn(8, 3, 3, 3), 3)
+
+
+def test_patches_to_image_refuses_a_side_the_patch_size_does_not_divide():
+    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image width 8"):
+        patches_to_image(torch.randn(1, 6, 9), 3, (9, 8))
+
+
+def test_patch_embed_module_refuses_a_side_the_patch_size_does_not_divide():
+    with pytest.raises(ValueError, match=r"patch_size=5 does not divide the image height 8"):
+        PatchEmbed(8, 5, 3, 8)
+
+
+@pytest.mark.parametrize("patch_size, error", [(0, ValueError), (-4, ValueError), (4.0, TypeError)])
+def test_image_to_patches_refuses_a_bad_patch_size(patch_size, error):
+    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(str(patch_size))}"):
+        image_to_patches(torch.randn(1, 3, 8, 8), patch_size)
+
+
+@pytest.mark.parametrize("patch_size, error", [(0, ValueError), (-4, ValueError), (2.5, TypeError)])
+def test_patches_to_image_refuses_a_bad_patch_size(patch_size, error):
+    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(str(patch_size))}"):
+        patches_to_image(torch.randn(1, 4, 48), patch_size, 8)
+
+
+@pytest.mark.parametrize("image_size, message", [(0, r"image_size must be a positive int, got 0"),
+                                                 ((8, -8), r"image_size\[1\] must be a positive int, got -8"),
+                                                 ((8, 8, 8), r"image_size must be an int or a \(height, width\)")])
+def test_patches_to_image_refuses_a_bad_image_size(image_size, message):
+    with pytest.raises(ValueError, match=message):
+        patches_to_image(torch.randn(1, 4, 48), 4, image_size)
+
+
+def test_patches_to_image_refuses_patches_that_do_not_tile_the_image():
+    with pytest.raises(ValueError, match=r"patches of shape \(1, 5, 48\) do not tile a 8x8 image with "
+                                         r"patch_size=4: expected N=4"):
+        patches_to_image(torch.randn(1, 5, 48), 4, 8)
+
+
+def test_patches_to_image_refuses_a_patch_width_that_is_not_whole_channels():
+    with pytest.raises(ValueError, match=r"patches of shape \(1, 4, 47\) .* a multiple of 16"):
+        patches_to_image(torch.randn(1, 4, 47), 4, 8)
+
+
+def test_patches_to_image_refuses_two_dimensional_patches():
+    with pytest.raises(ValueError, match=r"patches must have 3 dimensions \[B, N, C\*P\*P\], got shape \(4, 48\)"):
+        patches_to_image(torch.randn(4, 48), 4, 8)
+
+
+def test_patch_embed_unfold_refuses_a_weight_whose_rows_do_not_fit_a_patch():
+    with pytest.raises(ValueError, match=r"weight has 32 rows but a flattened patch has C\*P\*P = 3\*4\*4 = 48 "
+                                         r"values; make weight of shape \[48, D\]"):
+        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.randn(32, 8))
+
+
+def test_patch_embed_unfold_refuses_a_weight_that_is_not_a_matrix():
+    with pytest.raises(ValueError, match=r"weight must have 2 dimensions \[C\*P\*P, D\], got shape \(48,\)"):
+        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.randn(48))
+
+
+def test_patch_embed_unfold_refuses_an_integer_weight():
+    with pytest.raises(TypeError, match=r"weight must be a floating-point tensor, got dtype torch\.int64"):
+        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.ones(48, 8, dtype=torch.int64))
+
+
+def test_weight_to_kernel_refuses_a_weight_made_for_other_channels():
+    with pytest.raises(ValueError, match=r"weight has 48 rows but in_chans\*patch_size\*\*2 = 1\*4\*\*2 = 16; "
+                                         r"pass the in_chans"):
+        weight_to_kernel(torch.randn(48, 8), 1, 4)
+
+
+def test_weight_to_kernel_refuses_a_weight_that_is_already_a_kernel():
+    with pytest.raises(ValueError, match=r"weight must have 2 dimensions \[C\*P\*P, D\], got shape \(8, 3, 4, 4\)"):
+        weight_to_kernel(torch.randn(8, 3, 4, 4), 3, 4)
+
+
+@pytest.mark.parametrize("name, args", [("in_chans", (0, 4)), ("patch_size", (3, -4))])
+def test_weight_to_kernel_refuses_a_zero_or_negative_size(name, args):
+    with pytest.raises(ValueError, match=rf"^{name} must be a positive int, got {min(args)}"):
+        weight_to_kernel(torch.randn(48, 8), *args)
+
+
+def test_patch_embed_conv_refuses_a_kernel_with_other_channels():
+    with pytest.raises(ValueError, match=r"kernel expects 1 input channels but image has C=3; "
+                                         r"make the kernel \[D, 3, P, P\]"):
+        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 1, 4, 4), 4)
+
+
+def test_patch_embed_conv_refuses_a_kernel_that_is_not_four_dimensional():
+    with pytest.raises(ValueError, match=r"kernel must have 4 dimensions \[D, C, P, P\], got shape \(48, 8\)"):
+        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(48, 8), 4)
+
+
+def test_patch_embed_conv_refuses_a_kernel_that_is_not_square():
+    with pytest.raises(ValueError, match=r"kernel must be square and fit the image, got \(4, 2\)"):
+        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 2), 4)
+
+
+def test_patch_embed_conv_refuses_a_kernel_larger_than_the_image():
+    with pytest.raises(ValueError, match=r"kernel must be square and fit the image, got \(16, 16\) for an image "
+                                         r"of 8x8; use a \[D, C, P, P\] kernel with P <= 8"):
+        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 16, 16), 16)
+
+
+@pytest.mark.parametrize("stride, error", [(0, ValueError), (-1, ValueError), (4.0, TypeError)])
+def test_patch_embed_conv_refuses_a_bad_stride(stride, error):
+    with pytest.raises(error, match=rf"stride must be a positive int, got {re.escape(str(stride))}"):
+        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 4), stride)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"img_size": 0}, ValueError, r"img_size must be a positive int, got 0"),
+    ({"img_size": (8, 8, 8)}, ValueError, r"img_size must be an int or a \(height, width\) pair"),
+    ({"patch_size": -4}, ValueError, r"patch_size must be a positive int, got -4"),
+    ({"patch_size": 4.0}, TypeError, r"patch_size must be a positive int, got 4\.0"),
+    ({"in_chans": 0}, ValueError, r"in_chans must be a positive int, got 0"),
+    ({"embed_dim": -8}, ValueError, r"embed_dim must be a positive int, got -8"),
+])
+def test_patch_embed_module_refuses_a_bad_size(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        PatchEmbed(**{"img_size": 8, "patch_size": 4, "in_chans": 3, "embed_dim": 8, **kwargs})
+
+
+def test_patch_embed_module_refuses_an_image_of_another_size_and_names_the_fix():
+    with pytest.raises(ValueError, match=r"image size \(16x16\) does not match the model \(8x8\); resize the image, "
+                                         r"or build the model for 16x16 and resample its position table"):
+        PatchEmbed(8, 4, 3, 8)(torch.randn(1, 3, 16, 16))
+
+
+def test_patch_embed_module_refuses_an_image_with_other_channels():
+    with pytest.raises(ValueError, match=r"image has 1 channels but this model was built for in_chans=3; "
+                                         r"convert the image or build the model with in_chans=1"):
+        PatchEmbed(8, 4, 3, 8)(torch.randn(1, 1, 8, 8))
