@@ -40,7 +40,7 @@ lab: env
 test: $(VENV)/.instructor
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
-test-unit: env
+test-unit: $(VENV)/.instructor
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile tests
 
 test-notebooks: env

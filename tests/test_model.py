@@ -3,6 +3,7 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import assert_close
 from torch import nn
 
 from vitsteps.model import PRESETS, ViT, ViTConfig, count_parameters, get_config, parameter_formula
@@ -11,14 +12,6 @@ from vitsteps.tokens import add_position_embedding, prepend_cls_token, sincos_po
 TIMM_KEYS = ["patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
              "blocks.0.attn.proj.weight", "blocks.0.norm2.weight", "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight",
              "norm.weight", "head.weight"]
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
-    """Same shape and dtype, values within tolerance (torch.testing.assert_close's float32 defaults, without
-    its first call importing torch.distributed, which costs seconds)."""
-    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), \
-        f"largest difference {(actual - expected).abs().max().item():.3g}"
 
 
 def _images(B: int, C: int = 3, side: int = 8, seed: int = 0) -> torch.Tensor:
@@ -216,11 +209,12 @@ def test_a_sincos_model_trains_everything_but_its_table():
 def test_attention_maps_give_one_map_per_block_and_head():
     model = _model("digits")
     maps = model.attention_maps(_images(3, C=1))
-    assert len(maps) == 4
+    config = model.config
+    assert len(maps) == config.depth
     for weights in maps:
-        assert weights.shape == (3, 4, 17, 17)
+        assert weights.shape == (3, config.num_heads, config.seq_len, config.seq_len)
         assert not weights.requires_grad
-        assert_close(weights.sum(-1), torch.ones(3, 4, 17))
+        assert_close(weights.sum(-1), torch.ones(3, config.num_heads, config.seq_len))
 
 
 def test_features_with_attention_equal_features_without():

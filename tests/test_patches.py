@@ -4,6 +4,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,16 +17,6 @@ from vitsteps.patches import (
     patches_to_image,
     weight_to_kernel,
 )
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
-    """Same shape and dtype, values within tolerance (torch.testing.assert_close's float32 defaults, without
-    its first call importing torch.distributed, which costs seconds)."""
-    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), \
-        f"largest difference {(actual - expected).abs().max().item():.3g}"
-
 
 # (C, H, W, P, D): the article's toy, grayscale digits, non-square images, one patch covering everything
 SHAPES = [(3, 8, 8, 4, 8), (1, 8, 8, 2, 64), (3, 8, 12, 4, 5), (2, 6, 9, 3, 7), (1, 4, 4, 4, 3), (3, 16, 8, 2, 16)]

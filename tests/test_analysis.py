@@ -1,0 +1,185 @@
+"""vitsteps.analysis: CLS attention, rollout, attention distance, position similarity, filter components;
+and the figures that draw them."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from vitsteps import viz
+from vitsteps.analysis import (
+    attention_rollout,
+    cls_attention,
+    cls_rollout_map,
+    mean_attention_distance,
+    patch_distances,
+    patch_filter_components,
+    position_similarity,
+)
+from vitsteps.model import ViT, ViTConfig
+from vitsteps.tokens import sincos_position_table
+
+
+def random_attention(depth: int = 3, B: int = 2, h: int = 2, L: int = 5, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(B, h, L, L, generator=generator).softmax(dim=-1) for _ in range(depth)]
+
+
+def identity_attention(depth: int = 2, B: int = 1, h: int = 2, L: int = 5) -> list[torch.Tensor]:
+    return [torch.eye(L).expand(B, h, L, L).clone() for _ in range(depth)]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_cls_attention_is_row_zero_without_the_cls_column_on_the_grid() -> None:
+    maps = random_attention(depth=2, B=1, h=3, L=5)
+    grid = cls_attention(maps, grid_size=2)
+    assert grid.shape == (2, 1, 3, 2, 2)
+    assert torch.equal(grid[1, 0, 2].flatten(), maps[1][0, 2, 0, 1:])
+
+
+def test_cls_attention_of_a_real_model_sums_to_one_minus_its_self_weight() -> None:
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=2, num_heads=4))
+    maps = model.attention_maps(torch.rand(3, 1, 8, 8))
+    grid = cls_attention(maps, model.config.grid_size)
+    assert grid.shape == (2, 3, 4, 4, 4)
+    self_weight = torch.stack(maps)[:, :, :, 0, 0]  # [depth, B, h]
+    assert torch.allclose(grid.sum(dim=(-2, -1)) + self_weight, torch.ones(2, 3, 4), atol=1e-5)
+
+
+def test_rollout_of_identity_attention_is_the_identity() -> None:
+    rollout = attention_rollout(identity_attention(depth=4, L=5))
+    assert torch.allclose(rollout, torch.eye(5).expand(1, 5, 5))
+
+
+def test_rollout_of_one_layer_mixes_half_attention_half_identity() -> None:
+    maps = random_attention(depth=1, B=2, h=3, L=4)
+    expected = 0.5 * maps[0].mean(dim=1) + 0.5 * torch.eye(4)
+    assert torch.allclose(attention_rollout(maps), expected, atol=1e-6)
+
+
+def test_rollout_multiplies_the_layers_and_keeps_rows_summing_to_one() -> None:
+    maps = random_attention(depth=3, B=2, h=2, L=5)
+    mixed = [0.5 * m.mean(dim=1) + 0.5 * torch.eye(5) for m in maps]
+    rollout = attention_rollout(maps)
+    assert torch.allclose(rollout, mixed[2] @ mixed[1] @ mixed[0], atol=1e-6)
+    assert torch.allclose(rollout.sum(dim=-1), torch.ones(2, 5), atol=1e-5)
+
+
+def test_rollout_max_fusion_differs_from_mean() -> None:
+    maps = random_attention(depth=2)
+    assert not torch.allclose(attention_rollout(maps, head_fusion="max"), attention_rollout(maps))
+
+
+def test_cls_rollout_map_is_a_distribution_on_the_grid() -> None:
+    cls_map = cls_rollout_map(attention_rollout(random_attention(L=5)), grid_size=2)
+    assert cls_map.shape == (2, 2, 2)
+    assert torch.allclose(cls_map.sum(dim=(-2, -1)), torch.ones(2))
+
+
+def test_patch_distances_are_pixel_distances_between_centres() -> None:
+    distances = patch_distances(2, patch_size=4)
+    assert distances.shape == (4, 4)
+    assert float(distances[0, 1]) == 4.0 and float(distances[0, 3]) == pytest.approx(4 * 2 ** 0.5)
+
+
+def test_attention_to_oneself_has_distance_zero() -> None:
+    distances = mean_attention_distance(identity_attention(depth=2, h=3, L=5), grid_size=2, patch_size=4)
+    assert distances.shape == (2, 3) and float(distances.abs().max()) == 0.0
+
+
+def test_uniform_attention_has_the_mean_pairwise_distance() -> None:
+    uniform = [torch.full((1, 1, 5, 5), 0.2)]
+    distances = mean_attention_distance(uniform, grid_size=2, patch_size=4)
+    assert float(distances[0, 0]) == pytest.approx(float(patch_distances(2, 4).mean()), rel=1e-5)
+
+
+def test_position_similarity_is_one_on_the_diagonal_and_symmetric() -> None:
+    table = torch.randn(1, 17, 8)
+    similarity = position_similarity(table, grid_size=4)
+    assert similarity.shape == (4, 4, 4, 4)
+    flat = similarity.reshape(16, 16)
+    assert torch.allclose(flat.diagonal(), torch.ones(16), atol=1e-6)
+    assert torch.allclose(flat, flat.T, atol=1e-6)
+
+
+def test_sincos_positions_are_more_alike_for_neighbours_than_for_far_patches() -> None:
+    similarity = position_similarity(sincos_position_table(4, 32), grid_size=4)
+    assert float(similarity[0, 0, 0, 1]) > float(similarity[0, 0, 3, 3])
+
+
+def test_filter_components_are_orthonormal_and_shares_sum_to_one() -> None:
+    weight = torch.randn(16, 1, 2, 2)
+    components, share = patch_filter_components(weight)
+    assert components.shape == (4, 1, 2, 2) and share.shape == (4,)
+    flat = components.reshape(4, 4)
+    assert torch.allclose(flat @ flat.T, torch.eye(4), atol=1e-5)
+    assert float(share.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.all(share[:-1] >= share[1:])
+
+
+def test_filters_that_vary_along_one_pattern_have_one_component() -> None:
+    pattern = torch.tensor([[1.0, -1.0], [0.5, 0.0]])
+    weight = torch.linspace(-1, 1, 10).reshape(10, 1, 1, 1) * pattern  # [10, 1, 2, 2]
+    components, share = patch_filter_components(weight, num_components=2)
+    assert float(share[0]) == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(components[0, 0], pattern / pattern.norm(), atol=1e-5)
+
+
+@pytest.mark.parametrize("attention, error", [
+    ([], TypeError), (torch.rand(2, 5, 5), TypeError), ([torch.rand(2, 5, 5)], ValueError),
+    ([torch.rand(1, 2, 5, 4)], ValueError), ([torch.rand(1, 2, 5, 5), torch.rand(1, 2, 3, 3)], ValueError),
+])
+def test_analysis_rejects_malformed_attention(attention: object, error: type) -> None:
+    with pytest.raises(error, match="attention"):
+        attention_rollout(attention)
+
+
+def test_grid_that_does_not_match_the_tokens_is_rejected() -> None:
+    with pytest.raises(ValueError, match="grid_size"):
+        cls_attention(random_attention(L=5), grid_size=3)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"residual_weight": 1.0}, "residual_weight"),
+                                          ({"head_fusion": "median"}, "head_fusion")])
+def test_rollout_rejects_bad_options(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        attention_rollout(random_attention(), **kwargs)
+
+
+def test_filter_components_reject_too_many_components() -> None:
+    with pytest.raises(ValueError, match="num_components"):
+        patch_filter_components(torch.randn(16, 1, 2, 2), num_components=5)
+
+
+def test_position_similarity_rejects_a_table_for_another_grid() -> None:
+    with pytest.raises(ValueError, match="grid_size"):
+        position_similarity(torch.randn(17, 8), grid_size=3)
+
+
+def test_inside_the_model_figures_draw() -> None:
+    maps = random_attention(depth=2, B=3, h=2, L=17)
+    images = torch.rand(3, 1, 8, 8)
+    figures = [
+        viz.plot_cls_attention_grid(images[0], cls_attention(maps, 4)[:, 0]),
+        viz.plot_rollout(images, cls_rollout_map(attention_rollout(maps), 4), labels=["a", "b", "c"]),
+        viz.plot_attention_distance(mean_attention_distance(maps, 4, 2), image_size=8),
+        viz.plot_filter_components(*patch_filter_components(torch.randn(8, 1, 2, 2))),
+    ]
+    assert all(isinstance(figure, Figure) for figure in figures)
+    assert len(figures[0].axes) == 2 * 3
+
+
+def test_inside_the_model_figures_reject_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="rollout_maps"):
+        viz.plot_rollout(torch.rand(3, 1, 8, 8), torch.rand(2, 4, 4))
+    with pytest.raises(ValueError, match="share"):
+        viz.plot_filter_components(torch.rand(4, 1, 2, 2), torch.rand(3))
+    with pytest.raises(ValueError, match="cls_maps"):
+        viz.plot_cls_attention_grid(torch.rand(1, 8, 8), torch.rand(2, 2, 3, 3))

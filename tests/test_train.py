@@ -1,0 +1,402 @@
+"""vitsteps.train: the training loop, evaluation, baselines and checkpoints, on tiny models."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from vitsteps import viz
+from vitsteps.data import DigitsSplit, load_digits_split, synthetic_images
+from vitsteps.model import ViT, ViTConfig, get_config
+from vitsteps.train import (
+    RECIPES,
+    Evaluation,
+    History,
+    Recipe,
+    confusion_matrix,
+    evaluate,
+    fit_baseline,
+    get_recipe,
+    load_checkpoint,
+    load_pretrained,
+    pick_device,
+    predict,
+    pretrained_path,
+    save_checkpoint,
+    train,
+    train_digits,
+    warmup_cosine,
+)
+
+TINY = ViTConfig(img_size=8, patch_size=4, in_chans=1, num_classes=4, embed_dim=8, depth=1, num_heads=2)
+QUICK = Recipe(epochs=2, batch_size=16, lr=5e-3, warmup_epochs=1, max_shift=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def shapes() -> tuple[torch.Tensor, torch.Tensor]:
+    return synthetic_images(48, seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits() -> DigitsSplit:
+    return load_digits_split(seed=0)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def tiny_model(seed: int = 0) -> ViT:
+    torch.manual_seed(seed)
+    return ViT(TINY)
+
+
+def test_training_lowers_the_loss_on_synthetic_shapes(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, epochs=6, progress=False)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_history_has_one_entry_per_epoch_and_test_entries_with_a_test_set(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, test=synthetic_images(16, seed=1), progress=False)
+    assert history.epoch == [1, 2]
+    assert len(history.train_loss) == len(history.train_accuracy) == len(history.lr) == 2
+    assert len(history.test_loss) == len(history.test_accuracy) == 2
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in history.train_accuracy + history.test_accuracy)
+    assert history.seconds > 0
+    assert set(history.as_dict()) >= {"train_loss", "test_accuracy", "seconds"}
+
+
+def test_training_without_a_test_set_records_no_test_entries(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, progress=False)
+    assert history.test_loss == [] and history.test_accuracy == []
+
+
+def test_a_split_is_evaluated_on_its_test_half_every_epoch(digits) -> None:
+    model = ViT(get_config("digits", embed_dim=8, depth=1, num_heads=2, patch_size=4))
+    history = train(model, digits, QUICK, epochs=1, warmup_epochs=0, progress=False)
+    assert len(history.test_accuracy) == 1
+
+
+def test_same_seed_gives_the_same_weights_and_history(shapes) -> None:
+    first_model, second_model = tiny_model(), tiny_model()
+    first = train(first_model, shapes, QUICK, progress=False)
+    second = train(second_model, shapes, QUICK, progress=False)
+    assert first.train_loss == second.train_loss
+    assert all(torch.equal(a, b) for a, b in zip(first_model.state_dict().values(),
+                                                 second_model.state_dict().values(), strict=True))
+
+
+def test_another_seed_gives_other_weights(shapes) -> None:
+    first_model, second_model = tiny_model(), tiny_model()
+    train(first_model, shapes, QUICK, progress=False)
+    train(second_model, shapes, QUICK, seed=1, progress=False)
+    assert not torch.equal(first_model.head.weight, second_model.head.weight)
+
+
+def test_mixup_changes_training_and_stays_reproducible(shapes) -> None:
+    plain_model, mixed_model, again_model = tiny_model(), tiny_model(), tiny_model()
+    train(plain_model, shapes, QUICK, progress=False)
+    mixed = train(mixed_model, shapes, QUICK, mixup_alpha=0.4, progress=False)
+    again = train(again_model, shapes, QUICK, mixup_alpha=0.4, progress=False)
+    assert not torch.equal(plain_model.head.weight, mixed_model.head.weight)
+    assert torch.equal(mixed_model.head.weight, again_model.head.weight) and mixed.train_loss == again.train_loss
+
+
+def test_training_ends_in_eval_mode(shapes) -> None:
+    model = tiny_model()
+    train(model, shapes, QUICK, progress=False)
+    assert not model.training
+
+
+def test_progress_bar_draws_unless_switched_off(shapes, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    train(tiny_model(), shapes, QUICK, progress=True)
+    assert "training" in capsys.readouterr().err
+    train(tiny_model(), shapes, QUICK, progress=False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    train(tiny_model(), shapes, QUICK, progress=True)
+    assert capsys.readouterr().err == ""
+
+
+class PixelOracle(nn.Module):
+    """Reads the class off the image: class k lights pixel (0, k); a blend's larger share wins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scale * images[:, 0, 0, :4]  # [B, 4]
+
+
+def test_mixup_training_accuracy_counts_the_image_with_the_larger_share() -> None:
+    labels = torch.arange(4).repeat(12)  # [48]
+    images = torch.zeros(48, 1, 8, 8)
+    images[torch.arange(48), 0, 0, labels] = 1.0
+    history = train(PixelOracle(), (images, labels), QUICK, epochs=4, max_shift=0, mixup_alpha=0.4, progress=False)
+    assert history.train_accuracy == [1.0] * 4
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero() -> None:
+    factors = [warmup_cosine(step, total_steps=100, warmup_steps=10) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert factors[-1] < 0.001
+
+
+def test_learning_rate_ends_near_zero(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, progress=False)
+    assert history.lr[-1] < 0.01 * QUICK.lr
+
+
+def test_recipe_overrides_replace_fields() -> None:
+    assert get_recipe("digits", epochs=30).epochs == 30
+    assert get_recipe("digits") == RECIPES["digits"]
+
+
+def test_evaluate_counts_the_right_answers(shapes) -> None:
+    images, labels = shapes
+    model = tiny_model()
+    result = evaluate(model, images, labels)
+    logits = predict(model, images, batch_size=7)
+    assert isinstance(result, Evaluation) and logits.shape == (48, 4)
+    assert torch.equal(result.predictions, logits.argmax(dim=1))
+    assert result.accuracy == pytest.approx(float((logits.argmax(dim=1) == labels).float().mean()))
+    assert result.loss == pytest.approx(float(nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+
+
+def test_predict_leaves_a_training_model_in_training_mode(shapes) -> None:
+    model = tiny_model().train()
+    predict(model, shapes[0])
+    assert model.training
+
+
+def test_confusion_matrix_puts_true_classes_in_rows() -> None:
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 2, 2, 0])
+    matrix = confusion_matrix(labels, predictions, num_classes=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert int(matrix.sum()) == 6 and int(matrix.trace()) == 4
+
+
+def test_svc_and_logistic_baselines_score_well_on_digits(digits) -> None:
+    svc, logistic = fit_baseline(digits, "svc"), fit_baseline(digits, "logistic")
+    assert 0.97 < svc <= 1.0 and 0.93 < logistic <= 1.0
+    assert svc > logistic
+
+
+def test_pick_device_defaults_to_what_is_present() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else pick_device().type
+    assert pick_device().type == expected
+
+
+def test_checkpoint_round_trip_gives_the_same_logits(tmp_path: Path, shapes) -> None:
+    model = tiny_model()
+    train(model, shapes, QUICK, progress=False)
+    weights, config = save_checkpoint(model, tmp_path / "tiny", metadata={"note": "test"})
+    assert weights.name == "tiny.pt" and config.name == "tiny.json"
+    loaded, metadata = load_checkpoint(tmp_path / "tiny.pt")
+    assert metadata == {"note": "test"} and loaded.config == model.config
+    assert torch.equal(predict(loaded, shapes[0]), predict(model, shapes[0]))
+
+
+def test_loader_rejects_a_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
+    save_checkpoint(tiny_model(), tmp_path / "tiny")
+    record = json.loads((tmp_path / "tiny.json").read_text())
+    record["config"]["embed_dim"] = 16
+    (tmp_path / "tiny.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"tiny\.pt does not match the config in tiny\.json.*"
+                                         r"made for embed_dim=8; the config says embed_dim=16"):
+        load_checkpoint(tmp_path / "tiny")
+
+
+def test_loader_rejects_a_config_with_another_depth(tmp_path: Path) -> None:
+    save_checkpoint(tiny_model(), tmp_path / "tiny")
+    record = json.loads((tmp_path / "tiny.json").read_text())
+    record["config"]["depth"] = 2
+    (tmp_path / "tiny.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="missing.*blocks.1"):
+        load_checkpoint(tmp_path / "tiny")
+
+
+@pytest.mark.parametrize("content", ['{"weights": 1}', '{"config": {"embed_dim": 8, "colour": "red"}}'])
+def test_loader_rejects_json_that_is_not_a_config(tmp_path: Path, content: str) -> None:
+    save_checkpoint(tiny_model(), tmp_path / "tiny")
+    (tmp_path / "tiny.json").write_text(content)
+    with pytest.raises(ValueError, match="tiny.json"):
+        load_checkpoint(tmp_path / "tiny")
+
+
+def test_loader_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_shipped_digits_checkpoint_is_small_loads_alone_and_is_accurate(digits) -> None:
+    path = pretrained_path("digits")
+    assert path.with_suffix(".pt").stat().st_size < 1_000_000
+    model, metadata = load_pretrained("digits")
+    assert model.config == get_config("digits")
+    assert metadata["split_seed"] == 0
+    result = evaluate(model, digits.test_images, digits.test_labels)
+    assert result.accuracy == pytest.approx(metadata["test_accuracy"], abs=1e-4)
+    assert result.accuracy > 0.97
+
+
+def test_train_digits_builds_the_preset_and_trains_it(digits) -> None:
+    small = get_config("digits", embed_dim=8, num_heads=2, depth=1, patch_size=4)
+    model, history = train_digits(digits, small, QUICK, epochs=1, warmup_epochs=0, progress=False)
+    assert model.config == small and len(history.epoch) == 1
+
+
+def test_training_figures_draw(shapes, digits) -> None:
+    model = tiny_model()
+    history = train(model, shapes, QUICK, test=shapes, progress=False)
+    result = evaluate(model, *shapes)
+    rates = [QUICK.lr * warmup_cosine(step, 30, 5) for step in range(30)]
+    figures = [viz.plot_training_curves(history, baselines={"SVC": 0.99}),
+               viz.plot_confusion_matrix(confusion_matrix(shapes[1], result.predictions, 4)),
+               viz.plot_misclassified(shapes[0], shapes[1], result.predictions, max_images=4),
+               viz.plot_image_grid(shapes[0][:5], titles=[str(int(y)) for y in shapes[1][:5]]),
+               viz.plot_learning_rate(rates, steps_per_epoch=3)]
+    assert all(isinstance(figure, Figure) for figure in figures)
+    assert len(figures[2].axes) == 4  # 2x2 panels for at most 4 mistakes
+
+
+def test_training_figures_reject_bad_inputs() -> None:
+    with pytest.raises(TypeError, match="history"):
+        viz.plot_training_curves({"train_loss": [1.0]})
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_training_curves(History())
+    with pytest.raises(ValueError, match="matrix"):
+        viz.plot_confusion_matrix(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="predictions"):
+        viz.plot_misclassified(torch.rand(4, 1, 8, 8), torch.zeros(4).long(), torch.zeros(3).long())
+    with pytest.raises(ValueError, match="titles"):
+        viz.plot_image_grid(torch.rand(3, 1, 8, 8), titles=["a"])
+    with pytest.raises(TypeError, match="learning_rates"):
+        viz.plot_learning_rate([], steps_per_epoch=3)
+
+
+# --- bad inputs: one case each ---
+
+@pytest.mark.parametrize("override, name", [
+    ({"epochs": 0}, "epochs"), ({"epochs": 2.5}, "epochs"), ({"batch_size": 0}, "batch_size"),
+    ({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"lr": "fast"}, "lr"), ({"weight_decay": -0.1}, "weight_decay"),
+    ({"weight_decay": math.inf}, "weight_decay"), ({"warmup_epochs": 2}, "warmup_epochs"),
+    ({"warmup_epochs": -1}, "warmup_epochs"), ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"max_shift": -1}, "max_shift"), ({"shift_prob": 1.5}, "shift_prob"), ({"seed": -1}, "seed"),
+    ({"mixup_alpha": -0.2}, "mixup_alpha"), ({"mixup_alpha": "0.2"}, "mixup_alpha"),
+])
+def test_train_rejects_a_bad_recipe_value(shapes, override: dict, name: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=name):
+        train(tiny_model(), shapes, QUICK, progress=False, **override)
+
+
+def test_train_rejects_something_that_is_not_a_model(shapes) -> None:
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        train("vit", shapes, QUICK)
+
+
+@pytest.mark.parametrize("data, error, match", [
+    ("digits", TypeError, "data must be"),
+    ((torch.rand(4, 8, 8), torch.zeros(4).long()), ValueError, "train_images"),
+    ((torch.rand(4, 1, 8, 8), torch.zeros(4)), TypeError, "train_labels must hold integer"),
+    ((torch.rand(4, 1, 8, 8), torch.zeros(3).long()), ValueError, "4 images but train_labels has 3"),
+    ((torch.rand(0, 1, 8, 8), torch.zeros(0).long()), ValueError, "empty"),
+    ((torch.rand(4, 1, 8, 8), torch.full((4,), 7)), ValueError, "num_classes=4"),
+])
+def test_train_rejects_bad_data(data: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        train(tiny_model(), data, QUICK, progress=False)
+
+
+def test_train_rejects_a_test_set_that_is_not_a_pair(shapes) -> None:
+    with pytest.raises(TypeError, match="test must be"):
+        train(tiny_model(), shapes, QUICK, test=shapes[0], progress=False)
+
+
+def test_train_rejects_an_unknown_recipe_field(shapes) -> None:
+    with pytest.raises(TypeError, match="no field"):
+        train(tiny_model(), shapes, QUICK, momentum=0.9)
+
+
+def test_train_rejects_a_recipe_of_the_wrong_type(shapes) -> None:
+    with pytest.raises(TypeError, match="recipe must be"):
+        train(tiny_model(), shapes, {"epochs": 1})
+
+
+def test_train_rejects_a_non_boolean_progress(shapes) -> None:
+    with pytest.raises(TypeError, match="progress"):
+        train(tiny_model(), shapes, QUICK, progress="yes")
+
+
+def test_unknown_recipe_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("imagenet")
+
+
+@pytest.mark.parametrize("device", ["banana", 3.5])
+def test_pick_device_rejects_unknown_devices(device: object) -> None:
+    with pytest.raises(ValueError, match="device"):
+        pick_device(device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_pick_device_rejects_cuda_when_absent() -> None:
+    with pytest.raises(ValueError, match="no CUDA"):
+        pick_device("cuda")
+
+
+def test_evaluate_rejects_labels_beyond_the_model_classes(shapes) -> None:
+    with pytest.raises(ValueError, match="num_classes=4"):
+        evaluate(tiny_model(), shapes[0], torch.full((48,), 9))
+
+
+def test_predict_rejects_images_without_a_batch_dimension() -> None:
+    with pytest.raises(ValueError, match="images"):
+        predict(tiny_model(), torch.rand(1, 8, 8))
+
+
+@pytest.mark.parametrize("labels, predictions, match", [
+    (torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), "labels"),
+    (torch.tensor([0, 1]), torch.tensor([0, 5]), "predictions"),
+    (torch.tensor([0, 1]), torch.tensor([0]), "entries"),
+])
+def test_confusion_matrix_rejects_bad_inputs(labels, predictions, match: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        confusion_matrix(labels, predictions, num_classes=3)
+
+
+def test_fit_baseline_rejects_an_unknown_name(digits) -> None:
+    with pytest.raises(ValueError, match="name must be one of"):
+        fit_baseline(digits, "forest")
+
+
+def test_fit_baseline_rejects_data_that_is_not_a_split(shapes) -> None:
+    with pytest.raises(TypeError, match="DigitsSplit"):
+        fit_baseline(shapes)
+
+
+def test_save_checkpoint_rejects_a_plain_module(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="vitsteps ViT"):
+        save_checkpoint(nn.Linear(2, 2), tmp_path / "linear")
+
+
+def test_save_checkpoint_rejects_metadata_that_is_not_a_dict(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="metadata"):
+        save_checkpoint(tiny_model(), tmp_path / "tiny", metadata=["note"])
+
+
+def test_unknown_shipped_checkpoint_is_rejected() -> None:
+    with pytest.raises(ValueError, match="no shipped checkpoint named 'imagenet'"):
+        pretrained_path("imagenet")
