@@ -178,9 +178,10 @@ def kernel_command(scratch: Path, limits: Limits, bwrap: str | None) -> tuple[li
             mounts += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
         elif Path(f"/{link}").is_dir():
             mounts += ["--ro-bind", f"/{link}", f"/{link}"]
+    # the private /tmp comes first: a Python environment or checkout that lives under /tmp is bound over it
     sandbox = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
-               *mounts, "--dev", "/dev", "--proc", "/proc",
                "--size", str(limits.tmp_mb * MIB), "--tmpfs", "/tmp",
+               *mounts, "--dev", "/dev", "--proc", "/proc",
                "--size", str(limits.tmp_mb * MIB), "--tmpfs", "/dev/shm",
                "--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(work), "--clearenv"]
     for name, value in env.items():
