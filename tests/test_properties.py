@@ -26,7 +26,7 @@ from vitsteps.properties import (
     run_checks,
 )
 
-CONFIG = get_config("digits", depth=2)  # 1x8x8 images, 2x2 patches, D=64, 4 heads
+CONFIG = get_config("digits", depth=2)  # 1x8x8 images, 4x4 patches, D=64, 4 heads
 
 
 @pytest.fixture

@@ -8,8 +8,14 @@ Stages, each with its single source:
 """
 from .encoder import Attention, Block, build_torch_encoder, scaled_dot_product
 from .model import PRESETS, ViT, ViTConfig, count_parameters, get_config, parameter_formula
-from .patches import (PatchEmbed, image_to_patches, patch_embed_conv, patch_embed_unfold, patches_to_image,
-                      weight_to_kernel)
+from .patches import (
+                      PatchEmbed,
+                      image_to_patches,
+                      patch_embed_conv,
+                      patch_embed_unfold,
+                      patches_to_image,
+                      weight_to_kernel,
+)
 from .tokens import add_position_embedding, prepend_cls_token, resample_position_table, sincos_position_table
 
 __version__ = "0.1.0"

@@ -667,8 +667,8 @@ def _check_vit_parameter_count(battery: _Battery, generator: torch.Generator) ->
     configs = [("the article's toy", ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=10, embed_dim=8,
                                                depth=6, num_heads=8)),
                ("ViT-B/16", ViTConfig()),
-               ("digits", ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4,
-                                    num_heads=4, mlp_ratio=2.0)),
+               ("digits, 2x2 patches", ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10,
+                                                 embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)),
                ("random", _random_config(generator)),
                ("random", _random_config(generator))]
     for label, config in configs:

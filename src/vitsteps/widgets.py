@@ -306,8 +306,8 @@ def attention_maps_for_digit(num_heads: int = 4, depth: int = 4, digit: int = 3)
         digit: which digit to show it, 0 to 9.
 
     Returns:
-        `([depth, h, L, L] weights, trained)`; each row sums to 1. For the `digits` preset `L = 17`: the CLS
-        token and 16 patches of 2x2.
+        `([depth, h, L, L] weights, trained)`; each row sums to 1. For the `digits` preset `L = 5`: the CLS
+        token and 4 patches of 4x4.
     """
     dataclasses.replace(_attention_base_config(), num_heads=num_heads, depth=depth)  # the package's own checks
     digit_image(digit)
