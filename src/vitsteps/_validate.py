@@ -1,7 +1,9 @@
 """Input checks shared by every stage: each error names the parameter, the value and the fix."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -78,3 +80,12 @@ def divides(patch_size: int, side: int, name: str, side_name: str) -> None:
         raise ValueError(f"{name}={patch_size} does not divide the image {side_name} {side}: "
                          f"{side} / {patch_size} leaves a remainder of {side % patch_size}; "
                          f"pick a patch size that divides {side}, or crop or pad the image.")
+
+
+def replace_fields(instance: Any, overrides: dict[str, object]) -> Any:
+    """A copy of the dataclass `instance` with `overrides` applied; an unknown field name raises naming it."""
+    fields = [field.name for field in dataclasses.fields(instance)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"{type(instance).__name__} has no field {unknown}; its fields are {fields}.")
+    return dataclasses.replace(instance, **overrides) if overrides else instance

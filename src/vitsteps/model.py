@@ -7,7 +7,6 @@ Shape legend: B batch, C channels, H W image, N patches, L = N + 1 tokens, D mod
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -110,11 +109,7 @@ def get_config(name: str, **overrides: object) -> ViTConfig:
                         f"choose one of {sorted(PRESETS)}.")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(ViTConfig)}
-    if unknown:
-        raise TypeError(f"ViTConfig has no field {sorted(unknown)}; its fields are "
-                        f"{[f.name for f in dataclasses.fields(ViTConfig)]}.")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return _validate.replace_fields(PRESETS[name], overrides)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -163,12 +158,7 @@ class ViT(nn.Module):
         if not isinstance(config, ViTConfig):
             raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; "
                             f"use ViT(get_config('digits')) or ViT(ViTConfig(...)).")
-        if overrides:
-            fields = {f.name for f in dataclasses.fields(ViTConfig)}
-            if set(overrides) - fields:
-                raise TypeError(f"ViTConfig has no field {sorted(set(overrides) - fields)}; "
-                                f"its fields are {sorted(fields)}.")
-            config = dataclasses.replace(config, **overrides)
+        config = _validate.replace_fields(config, overrides)
         self.config = config
         D = config.embed_dim
         self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, D)

@@ -93,10 +93,7 @@ def get_recipe(name: str = "digits", **overrides: object) -> Recipe:
     """A recipe by name, with any field replaced, e.g. `get_recipe("digits", epochs=5)`."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}.")
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    if set(overrides) - fields:
-        raise TypeError(f"Recipe has no field {sorted(set(overrides) - fields)}; its fields are {sorted(fields)}.")
-    return dataclasses.replace(RECIPES[name], **overrides)
+    return _validate.replace_fields(RECIPES[name], overrides)
 
 
 @dataclass
@@ -257,12 +254,7 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
         recipe = RECIPES["digits"]
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a Recipe or None, got {type(recipe).__name__}; use get_recipe('digits').")
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(Recipe)}
-        if set(overrides) - fields:
-            raise TypeError(f"Recipe has no field {sorted(set(overrides) - fields)}; its fields are "
-                            f"{sorted(fields)}.")
-        recipe = dataclasses.replace(recipe, **overrides)
+    recipe = _validate.replace_fields(recipe, overrides)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}.")
     (train_images, train_labels), test = _split_data(data, test)
