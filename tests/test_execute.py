@@ -4,7 +4,7 @@ import uuid
 
 import nbformat
 
-from vitsteps.course.execute import renumber_widget_ids
+from vitcourse.execute import renumber_widget_ids
 
 
 def _notebook_with_widgets(slider_id: str, layout_id: str, style_id: str) -> nbformat.NotebookNode:

@@ -21,7 +21,7 @@ if not REQUIRE_SANDBOX:
     pytest.importorskip("nbgrader", reason="the instructor extra (nbgrader) is not installed")
 
 from vitsteps.checks import CheckFailed  # noqa: E402
-from vitsteps.course import grading, sandbox  # noqa: E402
+from vitcourse import grading, sandbox  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(__file__).parent / "fixtures" / "grading_mini.ipynb"

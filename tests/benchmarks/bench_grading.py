@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from vitsteps.course import grading, sandbox
+from vitcourse import grading, sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@
 stdout chunks are merged, progress bars are off (`TQDM_DISABLE=1`), torch runs on one thread as under
 `make test`, and widget model ids (random per run) are renumbered in order of appearance.
 
-    python -m vitsteps.course.execute notebooks/01_patches_unfold.ipynb [...]
+    python -m vitcourse.execute notebooks/01_patches_unfold.ipynb [...]
 """
 from __future__ import annotations
 

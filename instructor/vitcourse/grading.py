@@ -1,7 +1,7 @@
 """Student versions and sandboxed autograding for the notebook series (instructors only).
 
-    python -m vitsteps.course.grading student --course course notebooks/01_patches_unfold.ipynb ...
-    python -m vitsteps.course.grading autograde --course course [--jobs 2] [--no-sandbox]
+    python -m vitcourse.grading student --course course notebooks/01_patches_unfold.ipynb ...
+    python -m vitcourse.grading autograde --course course [--jobs 2] [--no-sandbox]
 
 The course folder follows nbgrader's layout, one assignment per notebook (assignment = notebook stem):
 
@@ -17,7 +17,7 @@ Grading never trusts a submission's own copy of anything but its solution cells:
 cell (setup, demos, tests with their hidden parts) is taken from `source/`, matched by nbgrader
 grade id and by cell id; cells the student added are kept in place. Student code is scanned for
 tampering with the checks (a zero, with the reason) and then run in a bubblewrap sandbox (see
-`vitsteps.course.sandbox`). A test cell scores its points only if it ran to the end without an error
+`vitcourse.sandbox`). A test cell scores its points only if it ran to the end without an error
 and showed a random marker that is appended to it for this run alone.
 """
 from __future__ import annotations
@@ -616,7 +616,7 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vitsteps.course.grading", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m vitcourse.grading", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     student = commands.add_parser("student", help="write source and student versions into the course folder")
     student.add_argument("--course", type=Path, required=True, help="the course folder (created if missing)")

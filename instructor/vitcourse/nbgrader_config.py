@@ -3,7 +3,7 @@
 # `make student` copies this file into the course folder (course/nbgrader_config.py) and builds the
 # student versions with the same settings, so nbgrader's own tools (formgrader, `nbgrader validate`)
 # agree with `make student` and `make autograde`. Grading itself does not use nbgrader's autograde,
-# which would run student code unconfined; see vitsteps/course/grading.py.
+# which would run student code unconfined; see vitcourse/grading.py.
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
 c.CourseDirectory.course_id = "vitsteps"
