@@ -1,66 +1,76 @@
 # ViT, step by step. `make lab` to learn, `make test` to check everything. Each target creates .venv if missing.
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-COURSE ?= course
-NB     := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+COURSE      ?= course
+WORKSPACE   ?= workspace
+# extra JupyterLab flags, e.g. make lab LAB_ARGS="--port 8890 --no-browser"
+LAB_ARGS    ?=
+# where PyTorch comes from on Linux: its CPU wheel index by default; empty for the ordinary package index only
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+NB          := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# JupyterLab refuses to start as root unless told; containers and cloud shells run as root
+ROOT_FLAG   := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # pytest over the unit tests and every notebook (nbval compares each cell's stored output)
-PYTEST := $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
-          --nbval-sanitize-with tests/sanitize.cfg
+PYTEST      := $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+               --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: help env lab test test-unit test-notebooks notebooks student autograde bench lint clean
+.PHONY: help lab test test-unit test-notebooks notebooks student autograde bench results lint clean
 
 help:
-	@echo "make lab        open JupyterLab on the notebooks (creates $(VENV) first if missing)"
-	@echo "make test       unit tests, widget and browser tests, and nbval on every notebook"
+	@echo "make lab        install what the notebooks need, copy them into $(WORKSPACE)/ and open JupyterLab there"
+	@echo "make test       unit, widget, browser and grading tests, and nbval on every notebook"
 	@echo "make notebooks  re-execute every notebook in place (deterministic outputs)"
 	@echo "make student    write student versions into $(COURSE)/release (instructors)"
-	@echo "make autograde  grade $(COURSE)/submitted/<student>/<assignment>/ into $(COURSE)/grades.csv"
+	@echo "make autograde  grade $(COURSE)/submitted/<student>/<assignment>/ (instructors)"
 	@echo "make bench      speed and accuracy benchmarks, printed as ratios"
-	@echo "make lint       ruff over src and tests"
-	@echo "make clean      remove $(VENV), $(COURSE) and caches"
+	@echo "make lint       ruff over src, instructor, tools and tests"
+	@echo "make clean      remove $(VENV), $(COURSE) and caches (never $(WORKSPACE)/: it holds your work)"
 
-env: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version' 
+# the student environment: the package, PyTorch (CPU on Linux), JupyterLab; nothing for testing or grading
+$(VENV)/.lab: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) tools/install_torch.py --index "$(TORCH_INDEX)"
+	@echo "Installing the vitsteps package, JupyterLab and what the notebooks need: a few minutes the first time."
+	$(PY) -m pip install --progress-bar on -e '.[lab]'
 	touch $@
 
-$(VENV)/.instructor: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev,instructor]'
+# the developer environment: the student one plus the dev extra and the instructor tools (the grading tests need them)
+$(VENV)/.dev: $(VENV)/.lab instructor/pyproject.toml
+	@echo "Installing the test tools (pytest, nbval, transformers, playwright) and the instructor tools (nbgrader)."
+	$(PY) -m pip install --progress-bar on -e '.[dev]' -e ./instructor
 	touch $@
 
-lab: env
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+lab: $(VENV)/.lab
+	PYTHONPATH=instructor $(PY) -m vitcourse.student workspace --into $(WORKSPACE) $(NB)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(WORKSPACE) $(ROOT_FLAG) $(LAB_ARGS)
 
-# the grading tests need nbgrader, so the test environment includes the instructor extra
-test: $(VENV)/.instructor
+test: $(VENV)/.dev
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
-test-unit: $(VENV)/.instructor
+test-unit: $(VENV)/.dev
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile tests
 
-test-notebooks: env
+test-notebooks: $(VENV)/.dev
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) $(NB)
 
-notebooks: env
-	$(PY) -m vitsteps.course.execute $(NB)
+notebooks: $(VENV)/.dev
+	$(PY) -m vitcourse.execute $(NB)
 
-student: $(VENV)/.instructor
-	$(PY) -m vitsteps.course.grading student --course $(COURSE) $(NB)
+student: $(VENV)/.dev
+	$(PY) -m vitcourse.grading student --course $(COURSE) $(NB)
 
-autograde: $(VENV)/.instructor
-	$(PY) -m vitsteps.course.grading autograde --course $(COURSE)
+autograde: $(VENV)/.dev
+	$(PY) -m vitcourse.grading autograde --course $(COURSE)
 
-bench: env
+bench: $(VENV)/.dev
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-lint: env
-	$(PY) -m ruff check src tests
+lint: $(VENV)/.dev
+	$(PY) -m ruff check src instructor tools tests
 
 clean:
-	rm -rf $(VENV) $(COURSE) .pytest_cache src/*.egg-info
+	rm -rf $(VENV) $(COURSE) .pytest_cache src/*.egg-info instructor/*.egg-info
 	find . -name __pycache__ -prune -exec rm -rf {} +
