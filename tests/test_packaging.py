@@ -117,3 +117,34 @@ def test_a_pyproject_without_torch_is_named(tmp_path):
     bad.write_text('[project]\ndependencies = ["numpy"]\n', encoding="utf-8")
     with pytest.raises(ValueError, match="lists no torch requirement"):
         install_torch.torch_requirement(bad)
+
+
+def test_every_notebook_has_a_binder_link_to_its_student_version():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    binder = PYPROJECT["project"]["urls"]["Binder"]
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"({binder}?urlpath=lab/tree/workspace/{path.name})" in readme, path.name
+    assert "--into workspace" in (REPO / "postBuild").read_text(encoding="utf-8"), "postBuild makes that workspace"
+
+
+def test_the_readmes_local_links_point_to_files_that_exist():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    local = [target for target in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in target]
+    assert local, "the README links the notebooks"
+    assert [target for target in local if not (REPO / target).exists()] == []
+
+
+def test_the_sdist_carries_what_the_tests_need(tmp_path, monkeypatch):
+    import tarfile
+
+    from setuptools import build_meta
+
+    monkeypatch.chdir(REPO)
+    archive = tmp_path / build_meta.build_sdist(str(tmp_path))
+    with tarfile.open(archive) as sdist:
+        carried = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    needed = ["Makefile", "environment.yml", "LICENSE", "tests/sanitize.cfg", "tests/helpers.py",
+              "instructor/pyproject.toml", "tools/install_torch.py"]
+    needed += [str(path.relative_to(REPO)) for path in (REPO / "notebooks").glob("*.ipynb")]
+    needed += [str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("*.py") if "__pycache__" not in path.parts]
+    assert [name for name in needed if name not in carried] == []
