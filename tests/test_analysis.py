@@ -1,13 +1,11 @@
-"""vitsteps.analysis: CLS attention, rollout, attention distance, position similarity, filter components;
-and the figures that draw them."""
+"""vitsteps.analysis: CLS attention, rollout, attention distance, position similarity, filter components, and bad
+input named. The figures that draw them are tested with the figures of notebook 08."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
-from matplotlib.figure import Figure
+from helpers import assert_refused, refusal_cases
 
-from vitsteps import viz
 from vitsteps.analysis import (
     attention_rollout,
     cls_attention,
@@ -28,12 +26,6 @@ def random_attention(depth: int = 3, B: int = 2, h: int = 2, L: int = 5, seed: i
 
 def identity_attention(depth: int = 2, B: int = 1, h: int = 2, L: int = 5) -> list[torch.Tensor]:
     return [torch.eye(L).expand(B, h, L, L).clone() for _ in range(depth)]
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_cls_attention_is_row_zero_without_the_cls_column_on_the_grid() -> None:
@@ -132,54 +124,51 @@ def test_filters_that_vary_along_one_pattern_have_one_component() -> None:
     assert torch.allclose(components[0, 0], pattern / pattern.norm(), atol=1e-5)
 
 
-@pytest.mark.parametrize("attention, error", [
-    ([], TypeError), (torch.rand(2, 5, 5), TypeError), ([torch.rand(2, 5, 5)], ValueError),
-    ([torch.rand(1, 2, 5, 4)], ValueError), ([torch.rand(1, 2, 5, 5), torch.rand(1, 2, 3, 3)], ValueError),
-])
-def test_analysis_rejects_malformed_attention(attention: object, error: type) -> None:
-    with pytest.raises(error, match="attention"):
-        attention_rollout(attention)
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+REFUSED = {
+    "attention_rollout: no layers":
+        (lambda: attention_rollout([]), TypeError, r"attention must be a non-empty list of \[B, h, L, L\] tensors"),
+    "attention_rollout: one layer's tensor instead of a list":
+        (lambda: attention_rollout(torch.rand(2, 5, 5)), TypeError, r"attention must be a non-empty list"),
+    "attention_rollout: a layer without heads":
+        (lambda: attention_rollout([torch.rand(2, 5, 5)]), ValueError,
+         r"attention\[0\] must be a tensor with 4 dimensions \[B, h, L, L\]"),
+    "attention_rollout: maps that are not square":
+        (lambda: attention_rollout([torch.rand(1, 2, 5, 4)]), ValueError,
+         r"attention\[0\] must be square in its last two dimensions"),
+    "attention_rollout: layers of different shapes":
+        (lambda: attention_rollout([torch.rand(1, 2, 5, 5), torch.rand(1, 2, 3, 3)]), ValueError,
+         r"every layer's attention must have the same shape, but attention\[0\] is \(1, 2, 5, 5\) and attention\[1\]"),
+    "attention_rollout: a residual weight of 1":
+        (lambda: attention_rollout(random_attention(), residual_weight=1.0), ValueError,
+         r"residual_weight must be a number in \[0, 1\), got 1\.0"),
+    "attention_rollout: an unknown head fusion":
+        (lambda: attention_rollout(random_attention(), head_fusion="median"), ValueError,
+         r"head_fusion must be one of 'mean', 'max', got 'median'"),
+    "cls_attention: a grid that does not match the tokens":
+        (lambda: cls_attention(random_attention(L=5), grid_size=3), ValueError,
+         r"grid_size=3 gives 9 patches \+ 1 CLS = 10 tokens, but the input has L=5; pass the model's grid"),
+    "cls_rollout_map: a rollout without the batch dimension":
+        (lambda: cls_rollout_map(torch.rand(5, 5), 2), ValueError, r"rollout must be a tensor with 3 dimensions"),
+    "patch_distances: a patch size of 0":
+        (lambda: patch_distances(2, 0), ValueError, r"patch_size must be a positive int, got 0"),
+    "mean_attention_distance: a grid of 0":
+        (lambda: mean_attention_distance(random_attention(), 0, 2), ValueError, r"grid_size must be a positive int"),
+    "position_similarity: a table for another grid":
+        (lambda: position_similarity(torch.randn(17, 8), grid_size=3), ValueError,
+         r"grid_size=3 gives 9 patches \+ 1 CLS = 10 tokens, but the input has L=17"),
+    "position_similarity: a negative prefix count":
+        (lambda: position_similarity(torch.randn(5, 8), 2, num_prefix_tokens=-1), ValueError,
+         r"num_prefix_tokens must be an int >= 0, got -1; pass 1 for a CLS token"),
+    "patch_filter_components: a flat weight":
+        (lambda: patch_filter_components(torch.randn(16, 4)), ValueError, r"weight must be a tensor with 4 dimensions"),
+    "patch_filter_components: too many components":
+        (lambda: patch_filter_components(torch.randn(16, 1, 2, 2), num_components=5), ValueError,
+         r"num_components=5 is more than min\(D, C\*P\*P\) = 4; pass at most 4"),
+}
 
 
-def test_grid_that_does_not_match_the_tokens_is_rejected() -> None:
-    with pytest.raises(ValueError, match="grid_size"):
-        cls_attention(random_attention(L=5), grid_size=3)
-
-
-@pytest.mark.parametrize("kwargs, name", [({"residual_weight": 1.0}, "residual_weight"),
-                                          ({"head_fusion": "median"}, "head_fusion")])
-def test_rollout_rejects_bad_options(kwargs: dict, name: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        attention_rollout(random_attention(), **kwargs)
-
-
-def test_filter_components_reject_too_many_components() -> None:
-    with pytest.raises(ValueError, match="num_components"):
-        patch_filter_components(torch.randn(16, 1, 2, 2), num_components=5)
-
-
-def test_position_similarity_rejects_a_table_for_another_grid() -> None:
-    with pytest.raises(ValueError, match="grid_size"):
-        position_similarity(torch.randn(17, 8), grid_size=3)
-
-
-def test_inside_the_model_figures_draw() -> None:
-    maps = random_attention(depth=2, B=3, h=2, L=17)
-    images = torch.rand(3, 1, 8, 8)
-    figures = [
-        viz.plot_cls_attention_grid(images[0], cls_attention(maps, 4)[:, 0]),
-        viz.plot_rollout(images, cls_rollout_map(attention_rollout(maps), 4), labels=["a", "b", "c"]),
-        viz.plot_attention_distance(mean_attention_distance(maps, 4, 2), image_size=8),
-        viz.plot_filter_components(*patch_filter_components(torch.randn(8, 1, 2, 2))),
-    ]
-    assert all(isinstance(figure, Figure) for figure in figures)
-    assert len(figures[0].axes) == 2 * 3
-
-
-def test_inside_the_model_figures_reject_mismatched_inputs() -> None:
-    with pytest.raises(ValueError, match="rollout_maps"):
-        viz.plot_rollout(torch.rand(3, 1, 8, 8), torch.rand(2, 4, 4))
-    with pytest.raises(ValueError, match="share"):
-        viz.plot_filter_components(torch.rand(4, 1, 2, 2), torch.rand(3))
-    with pytest.raises(ValueError, match="cls_maps"):
-        viz.plot_cls_attention_grid(torch.rand(1, 8, 8), torch.rand(2, 2, 3, 3))
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

@@ -1,8 +1,10 @@
 """Stage 5 (vitsteps.encoder): attention and the pre-norm block agree with torch.nn, and bad input is named."""
+from __future__ import annotations
+
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close
+from helpers import assert_close, assert_refused, refusal_cases
 from torch import nn
 
 from vitsteps.encoder import Attention, Block, Mlp, build_torch_encoder, scaled_dot_product
@@ -216,142 +218,74 @@ def test_torch_encoder_builds_without_a_warning(recwarn):
     assert not [w for w in recwarn if "nested" in str(w.message)]
 
 
-# --- bad input, one test per case ------------------------------------------------------------------------------------
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
 
-@pytest.mark.parametrize("name, args", [("q", ([1.0, 2.0], torch.randn(2, 4), torch.randn(2, 4))),
-                                        ("k", (torch.randn(2, 4), None, torch.randn(2, 4))),
-                                        ("v", (torch.randn(2, 4), torch.randn(2, 4), 3.0))])
-def test_scaled_dot_product_refuses_an_input_that_is_not_a_tensor(name, args):
-    with pytest.raises(TypeError, match=rf"^{name} must be a torch\.Tensor shaped \[\.\.\., L, d\]"):
-        scaled_dot_product(*args)
-
-
-def test_scaled_dot_product_refuses_a_one_dimensional_query():
-    with pytest.raises(ValueError, match=r"q must have 2 dimensions \[\.\.\., L, d\], got shape \(4,\)"):
-        scaled_dot_product(torch.randn(4), torch.randn(3, 4), torch.randn(3, 4))
-
-
-def test_scaled_dot_product_refuses_integer_keys():
-    with pytest.raises(TypeError, match=r"k must be a floating-point tensor, got dtype torch\.int64"):
-        scaled_dot_product(torch.randn(3, 4), torch.ones(3, 4, dtype=torch.int64), torch.randn(3, 4))
-
-
-def test_scaled_dot_product_refuses_queries_and_keys_of_different_widths():
-    with pytest.raises(ValueError, match=r"q has width d=4 but k has d=6; queries and keys must have the same width"):
-        scaled_dot_product(torch.randn(3, 4), torch.randn(3, 6), torch.randn(3, 4))
-
-
-def test_scaled_dot_product_refuses_keys_and_values_of_different_lengths():
-    with pytest.raises(ValueError, match=r"k has 3 tokens but v has 5; .* same length L"):
-        scaled_dot_product(torch.randn(3, 4), torch.randn(3, 4), torch.randn(5, 4))
-
-
-@pytest.mark.parametrize("module", [Attention, Block])
-def test_a_width_not_divisible_by_the_heads_is_refused_with_the_divisors(module):
-    with pytest.raises(ValueError, match=r"^dim=8 is not divisible by num_heads=3: .* pick num_heads from "
-                                         r"\[1, 2, 4, 8\]"):
-        module(8, 3)
-
-
-def test_the_torch_encoder_refuses_an_embed_dim_not_divisible_by_the_heads():
-    with pytest.raises(ValueError, match=r"^embed_dim=10 is not divisible by num_heads=4: .* pick num_heads from "
-                                         r"\[1, 2, 5, 10\]"):
-        build_torch_encoder(10, 2, 4)
-
-
-@pytest.mark.parametrize("module", [Attention, Block])
-@pytest.mark.parametrize("name, args, error", [("dim", (0, 1), ValueError), ("dim", (-8, 2), ValueError),
-                                               ("dim", (8.0, 2), TypeError), ("num_heads", (8, 0), ValueError),
-                                               ("num_heads", (8, -2), ValueError), ("num_heads", (8, 2.0), TypeError)])
-def test_a_zero_negative_or_fractional_size_is_refused(module, name, args, error):
-    bad = args[0] if name == "dim" else args[1]
-    with pytest.raises(error, match=rf"^{name} must be a positive int, got {bad}"):
-        module(*args)
-
-
-@pytest.mark.parametrize("name, args", [("embed_dim", (0, 2, 2)), ("depth", (8, 0, 2)), ("num_heads", (8, 2, -1))])
-def test_the_torch_encoder_refuses_a_zero_or_negative_size(name, args):
-    with pytest.raises(ValueError, match=rf"^{name} must be a positive int, got {min(args)}"):
-        build_torch_encoder(*args)
-
-
-@pytest.mark.parametrize("name, args", [("dim", (0, 16)), ("hidden_dim", (8, 0)), ("hidden_dim", (8, -16))])
-def test_mlp_refuses_a_zero_or_negative_size(name, args):
-    with pytest.raises(ValueError, match=rf"^{name} must be a positive int, got {min(args)}"):
-        Mlp(*args)
-
-
-@pytest.mark.parametrize("kwargs, name, value", [({"attn_drop": 1.5}, "attn_drop", 1.5),
-                                                 ({"proj_drop": -0.1}, "proj_drop", -0.1)])
-def test_attention_refuses_a_dropout_that_is_not_a_probability(kwargs, name, value):
-    with pytest.raises(ValueError, match=rf"^{name} must be a probability in \[0, 1\), got {value}"):
-        Attention(8, 2, **kwargs)
+REFUSED = {
+    "scaled_dot_product: a query that is a list":
+        (lambda: scaled_dot_product([1.0, 2.0], torch.randn(2, 4), torch.randn(2, 4)), TypeError,
+         r"^q must be a torch\.Tensor shaped \[\.\.\., L, d\]"),
+    "scaled_dot_product: integer keys":
+        (lambda: scaled_dot_product(torch.randn(3, 4), torch.ones(3, 4, dtype=torch.int64), torch.randn(3, 4)),
+         TypeError, r"^k must be a floating-point tensor"),
+    "scaled_dot_product: values that are a number":
+        (lambda: scaled_dot_product(torch.randn(2, 4), torch.randn(2, 4), 3.0), TypeError, r"^v must be a torch"),
+    "scaled_dot_product: a one-dimensional query":
+        (lambda: scaled_dot_product(torch.randn(4), torch.randn(3, 4), torch.randn(3, 4)), ValueError,
+         r"q must be a tensor with 2 dimensions \[\.\.\., L, d\]"),
+    "scaled_dot_product: queries and keys of different widths":
+        (lambda: scaled_dot_product(torch.randn(3, 4), torch.randn(3, 6), torch.randn(3, 4)), ValueError,
+         r"q has width d=4 but k has d=6; queries and keys must have the same width"),
+    "scaled_dot_product: keys and values of different lengths":
+        (lambda: scaled_dot_product(torch.randn(3, 4), torch.randn(3, 4), torch.randn(5, 4)), ValueError,
+         r"k has 3 tokens but v has 5; .* same length L"),
+    "Attention: a width the heads do not divide":
+        (lambda: Attention(8, 3), ValueError, r"^dim=8 is not divisible by num_heads=3: .* pick num_heads from "
+                                               r"\[1, 2, 4, 8\]"),
+    "Attention: a dropout of 1.5":
+        (lambda: Attention(8, 2, attn_drop=1.5), ValueError, r"^attn_drop must be a number in \[0, 1\), got 1\.5"),
+    "Attention: a projection dropout of -0.1":
+        (lambda: Attention(8, 2, proj_drop=-0.1), ValueError, r"^proj_drop must be a number in \[0, 1\)"),
+    "Attention: tokens of another width":
+        (lambda: Attention(8, 2)(torch.randn(2, 5, 6)), ValueError,
+         r"x has width D=6 but this Attention was built for dim=8; pass tokens of shape \[B, L, 8\]"),
+    "Mlp: a hidden width of 0":
+        (lambda: Mlp(8, 0), ValueError, r"^hidden_dim must be a positive int, got 0"),
+    "Mlp: a width of 0":
+        (lambda: Mlp(0, 16), ValueError, r"^dim must be a positive int, got 0"),
+    "Mlp: a dropout of 2":
+        (lambda: Mlp(8, 16, drop=2), ValueError, r"^drop must be a number in \[0, 1\), got 2"),
+    "Mlp: tokens without a batch dimension":
+        (lambda: Mlp(8, 16)(torch.randn(5, 8)), ValueError, r"x must be a tensor with 3 dimensions \[B, L, D\]"),
+    "Block: a fractional head count":
+        (lambda: Block(8, 2.0), TypeError, r"^num_heads must be a positive int, got 2\.0"),
+    "Block: a zero MLP ratio":
+        (lambda: Block(8, 2, mlp_ratio=0), ValueError, r"mlp_ratio must be a number > 0, got 0; pass e\.g\. 4\.0"),
+    "Block: an MLP ratio that leaves no hidden unit":
+        (lambda: Block(8, 2, mlp_ratio=0.1), ValueError,
+         r"mlp_ratio=0\.1 gives an MLP hidden width of int\(8 \* 0\.1\) = 0; use mlp_ratio >= 0\.125"),
+    "Block: a dropout of 1.0":
+        (lambda: Block(8, 2, drop=1.0), ValueError, r"^drop must be a number in \[0, 1\)"),
+    "Block: an attention dropout that is text":
+        (lambda: Block(8, 2, attn_drop="0.1"), TypeError, r"^attn_drop must be a number in \[0, 1\), got '0\.1' of "
+                                                          r"type str"),
+    "Block: a zero LayerNorm epsilon":
+        (lambda: Block(8, 2, norm_eps=0), ValueError, r"norm_eps must be a number > 0, got 0; pass e\.g\. 1e-6"),
+    "Block: integer tokens":
+        (lambda: Block(8, 2)(torch.ones(2, 5, 8, dtype=torch.int64)), TypeError, r"x must be a floating-point tensor"),
+    "build_torch_encoder: a width the heads do not divide":
+        (lambda: build_torch_encoder(10, 2, 4), ValueError,
+         r"^embed_dim=10 is not divisible by num_heads=4: .* pick num_heads from \[1, 2, 5, 10\]"),
+    "build_torch_encoder: a depth of 0":
+        (lambda: build_torch_encoder(8, 0, 2), ValueError, r"^depth must be a positive int, got 0"),
+    "build_torch_encoder: a negative MLP ratio":
+        (lambda: build_torch_encoder(8, 1, 2, mlp_ratio=-4.0), ValueError, r"mlp_ratio must be a number > 0"),
+    "build_torch_encoder: a dropout of 1.5":
+        (lambda: build_torch_encoder(8, 2, 2, dropout=1.5), ValueError, r"dropout must be a number in \[0, 1\)"),
+    "build_torch_encoder: a zero LayerNorm epsilon":
+        (lambda: build_torch_encoder(8, 1, 2, norm_eps=0), ValueError, r"norm_eps must be a number > 0"),
+}
 
 
-@pytest.mark.parametrize("kwargs, name, value", [({"drop": 1.0}, "drop", 1.0),
-                                                 ({"attn_drop": -0.5}, "attn_drop", -0.5)])
-def test_block_refuses_a_dropout_that_is_not_a_probability(kwargs, name, value):
-    with pytest.raises(ValueError, match=rf"^{name} must be a probability in \[0, 1\), got {value}"):
-        Block(8, 2, **kwargs)
-
-
-def test_mlp_refuses_a_dropout_that_is_not_a_probability():
-    with pytest.raises(ValueError, match=r"^drop must be a probability in \[0, 1\), got 2"):
-        Mlp(8, 16, drop=2)
-
-
-def test_the_torch_encoder_refuses_a_dropout_that_is_not_a_probability():
-    with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\), got 1\.5"):
-        build_torch_encoder(8, 2, 2, dropout=1.5)
-
-
-def test_a_dropout_that_is_not_a_number_is_refused():
-    with pytest.raises(TypeError, match=r"attn_drop must be a probability in \[0, 1\), got '0\.1' of type str"):
-        Attention(8, 2, attn_drop="0.1")
-
-
-@pytest.mark.parametrize("build", [lambda ratio: Block(8, 2, mlp_ratio=ratio),
-                                   lambda ratio: build_torch_encoder(8, 1, 2, mlp_ratio=ratio)],
-                         ids=["Block", "build_torch_encoder"])
-@pytest.mark.parametrize("ratio, error, message", [
-    (0, ValueError, r"mlp_ratio must be a positive number, got 0; pass e\.g\. 4\.0"),
-    (-4.0, ValueError, r"mlp_ratio must be a positive number, got -4\.0"),
-    ("4", TypeError, r"mlp_ratio must be a positive number, got '4' of type str"),
-    (0.1, ValueError, r"mlp_ratio=0\.1 gives an MLP hidden width of int\(8 \* 0\.1\) = 0; use mlp_ratio >= 0\.125"),
-])
-def test_a_bad_mlp_ratio_is_refused(build, ratio, error, message):
-    with pytest.raises(error, match=message):
-        build(ratio)
-
-
-@pytest.mark.parametrize("build", [lambda eps: Block(8, 2, norm_eps=eps),
-                                   lambda eps: build_torch_encoder(8, 1, 2, norm_eps=eps)],
-                         ids=["Block", "build_torch_encoder"])
-def test_a_zero_layer_norm_epsilon_is_refused(build):
-    with pytest.raises(ValueError, match=r"norm_eps must be a positive number, got 0; pass e\.g\. 1e-6"):
-        build(0)
-
-
-MODULES = {"Attention": lambda: Attention(8, 2), "Mlp": lambda: Mlp(8, 16), "Block": lambda: Block(8, 2)}
-
-
-@pytest.mark.parametrize("make", MODULES.values(), ids=MODULES.keys())
-def test_a_module_refuses_tokens_of_another_width_and_names_the_fix(make):
-    module = make()
-    owner = type(module).__name__
-    with pytest.raises(ValueError, match=rf"x has width D=6 but this {owner} was built for dim=8; "
-                                         rf"pass tokens of shape \[B, L, 8\]"):
-        module(torch.randn(2, 5, 6))
-
-
-@pytest.mark.parametrize("make", MODULES.values(), ids=MODULES.keys())
-def test_a_module_refuses_tokens_without_a_batch_dimension(make):
-    with pytest.raises(ValueError, match=r"x must have 3 dimensions \[B, L, D\], got shape \(5, 8\); "
-                                         r"add a batch dimension"):
-        make()(torch.randn(5, 8))
-
-
-@pytest.mark.parametrize("make", MODULES.values(), ids=MODULES.keys())
-def test_a_module_refuses_integer_tokens(make):
-    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got dtype torch\.int64"):
-        make()(torch.ones(2, 5, 8, dtype=torch.int64))
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

@@ -1,12 +1,25 @@
-"""Stage 6 (vitsteps.model): the whole ViT, its configuration, presets and parameter count, and bad input named."""
+"""Stage 6 (vitsteps.model): the whole ViT, its configuration, presets, parameter and FLOP counts, its
+initialisation, and bad input named."""
+from __future__ import annotations
+
 import dataclasses
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, assert_refused, refusal_cases
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from vitsteps.model import PRESETS, ViT, ViTConfig, count_parameters, get_config, parameter_formula
+from vitsteps.model import (
+    PRESETS,
+    ViT,
+    ViTConfig,
+    count_parameters,
+    get_config,
+    init_weights,
+    parameter_formula,
+    vit_flops,
+)
 from vitsteps.tokens import add_position_embedding, prepend_cls_token, sincos_position_table
 
 TIMM_KEYS = ["patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
@@ -77,7 +90,7 @@ def test_vit_without_a_config_is_vit_base_with_the_overrides():
 
 # --- parameter counts ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["toy", "digits", "vit_tiny"])
+@pytest.mark.parametrize("name", ["toy", "digits"])
 def test_counting_a_built_model_agrees_with_the_formula(name):
     model = ViT(get_config(name))
     assert count_parameters(model) == parameter_formula(model.config)["total"]
@@ -106,7 +119,9 @@ def test_each_part_of_the_formula_counts_its_own_module():
                                          ("vit_base", 86_567_656), ("vit_large", 304_326_632),
                                          ("vit_huge", 632_045_800)])
 def test_the_paper_sizes_have_their_published_parameter_counts(name, total):
-    assert parameter_formula(get_config(name))["total"] == total
+    with torch.device("meta"):  # real modules, shapes only: no memory and no initialisation cost
+        model = ViT(get_config(name))
+    assert parameter_formula(model.config)["total"] == count_parameters(model) == total
 
 
 def test_the_article_toy_has_a_small_feed_forward_instead_of_2048_wide():
@@ -128,6 +143,47 @@ def test_count_parameters_can_count_only_trainable_ones():
     model.patch_embed.requires_grad_(False)
     expected = parameter_formula(model.config)["total"] - parameter_formula(model.config)["patch_embed"]
     assert count_parameters(model, trainable_only=True) == expected
+
+
+@pytest.mark.parametrize("config", [get_config("digits"), get_config("toy"),
+                                    get_config("digits", mlp_ratio=3.0, num_classes=0), get_config("vit_base")],
+                         ids=["digits", "toy", "digits-no-head", "vit_base"])
+def test_vit_flops_equal_torchs_flop_counter(config):
+    with torch.device("meta"):
+        model = ViT(config)
+        image = torch.empty(1, config.in_chans, config.img_size, config.img_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image)
+    assert vit_flops(config)["total"] == counter.get_total_flops()
+
+
+def test_vit_base_costs_the_flops_papers_quote():
+    assert vit_flops(get_config("vit_base"))["total"] == 35_127_656_448  # 17.6 G multiply-adds
+
+
+# --- initialisation --------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def test_init_weights_is_timms_initialisation():
+    torch.manual_seed(0)
+    model = ViT(get_config("digits"))
+    for parameter in model.parameters():
+        parameter.fill_(3.0)
+    init_weights(model)
+    linear = model.blocks[0].attn.qkv
+    assert 0.015 < float(linear.weight.std()) < 0.025
+    assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
+    assert torch.equal(model.norm.weight, torch.ones(64)) and torch.equal(model.norm.bias, torch.zeros(64))
+    assert float(model.cls_token.abs().max()) < 1e-4
+    assert 0.015 < float(model.pos_embed.std()) < 0.025
+    assert torch.equal(model.patch_embed.proj.weight, torch.full_like(model.patch_embed.proj.weight, 3.0))  # conv
+
+
+def test_init_weights_leaves_a_fixed_sincos_table_alone():
+    model = ViT(get_config("toy", pos_embed="sincos"))
+    table = model.pos_embed.clone()
+    init_weights(model)
+    assert torch.equal(model.pos_embed, table)
 
 
 # --- forward pass ----------------------------------------------------------------------------------------------------
@@ -254,153 +310,79 @@ def test_a_state_dict_loads_into_a_fresh_model_and_gives_the_same_logits():
     assert_close(fresh(image), model(image))
 
 
-# --- bad input, one test per case ------------------------------------------------------------------------------------
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
 
-@pytest.mark.parametrize("field", ["img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"])
-@pytest.mark.parametrize("value", [0, -4])
-def test_config_refuses_a_zero_or_negative_size(field, value):
-    with pytest.raises(ValueError, match=rf"^{field} must be a positive int, got {value}; pass a whole number"):
-        ViTConfig(**{field: value})
-
-
-@pytest.mark.parametrize("field", ["img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"])
-@pytest.mark.parametrize("value", [8.0, "8", True])
-def test_config_refuses_a_size_that_is_not_a_whole_number(field, value):
-    with pytest.raises(TypeError, match=rf"^{field} must be a positive int, got {value!r} of type"):
-        ViTConfig(**{field: value})
-
-
-def test_config_refuses_a_patch_size_that_does_not_divide_the_image():
-    with pytest.raises(ValueError, match=r"patch_size=5 does not divide the image side \(img_size\) 8: .* "
-                                         r"pick a patch size that divides 8"):
-        ViTConfig(img_size=8, patch_size=5)
-
-
-def test_config_refuses_an_embed_dim_not_divisible_by_num_heads():
-    with pytest.raises(ValueError, match=r"embed_dim=8 is not divisible by num_heads=3: .* "
-                                         r"pick num_heads from \[1, 2, 4, 8\]"):
-        ViTConfig(embed_dim=8, num_heads=3)
-
-
-@pytest.mark.parametrize("value, error", [(-1, ValueError), (10.0, TypeError), (True, TypeError)])
-def test_config_refuses_a_bad_number_of_classes(value, error):
-    with pytest.raises(error, match=rf"num_classes must be an int >= 0, got {value!r}.*0 for a model without a head"):
-        ViTConfig(num_classes=value)
-
-
-@pytest.mark.parametrize("value, error", [(0, ValueError), (-2.0, ValueError), ("4", TypeError), (None, TypeError)])
-def test_config_refuses_a_bad_mlp_ratio(value, error):
-    with pytest.raises(error, match=rf"mlp_ratio must be a positive number, got {value!r}"):
-        ViTConfig(mlp_ratio=value)
-
-
-def test_config_refuses_an_mlp_ratio_that_leaves_no_hidden_unit():
-    with pytest.raises(ValueError, match=r"mlp_ratio=0\.1 gives an MLP hidden width of int\(8 \* 0\.1\) = 0"):
-        ViTConfig(img_size=8, patch_size=4, embed_dim=8, num_heads=2, mlp_ratio=0.1)
-
-
-@pytest.mark.parametrize("field", ["drop_rate", "attn_drop_rate"])
-@pytest.mark.parametrize("value, error", [(1.0, ValueError), (-0.1, ValueError), ("0.1", TypeError)])
-def test_config_refuses_a_dropout_rate_that_is_not_a_probability(field, value, error):
-    with pytest.raises(error, match=rf"^{field} must be a probability in \[0, 1\), got {value!r}"):
-        ViTConfig(**{field: value})
-
-
-def test_config_refuses_an_unknown_position_embedding():
-    with pytest.raises(ValueError, match=r"pos_embed must be 'learn' or 'sincos', got 'fixed'; use 'learn'"):
-        ViTConfig(pos_embed="fixed")
-
-
-def test_config_refuses_a_sincos_table_when_embed_dim_is_not_a_multiple_of_four():
-    with pytest.raises(ValueError, match=r"pos_embed='sincos' needs embed_dim divisible by 4, got 6; "
-                                         r"use embed_dim=8"):
-        ViTConfig(img_size=8, patch_size=4, embed_dim=6, num_heads=2, pos_embed="sincos")
-
-
-def test_config_refuses_a_qkv_bias_that_is_not_a_bool():
-    with pytest.raises(TypeError, match=r"qkv_bias must be True or False, got 'no'"):
-        ViTConfig(qkv_bias="no")
-
-
-@pytest.mark.parametrize("value, error", [(0, ValueError), (-1e-6, ValueError), ("1e-6", TypeError)])
-def test_config_refuses_a_bad_layer_norm_epsilon(value, error):
-    with pytest.raises(error, match=rf"norm_eps must be a positive number, got {value!r}.*; pass e\.g\. 1e-6"):
-        ViTConfig(norm_eps=value)
-
-
-def test_get_config_refuses_an_unknown_preset_and_lists_the_names():
-    with pytest.raises(ValueError, match=r"unknown preset 'vit_gigantic'; choose one of \[.*'vit_base'.*\]"):
-        get_config("vit_gigantic")
+REFUSED = {
+    **{f"ViTConfig: {field} of 0": (lambda field=field: ViTConfig(**{field: 0}), ValueError,
+                                    rf"^{field} must be a positive int, got 0")
+       for field in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")},
+    "ViTConfig: a patch size that does not divide the image":
+        (lambda: ViTConfig(img_size=8, patch_size=5), ValueError,
+         r"patch_size=5 does not divide the image side \(img_size\) 8: .* pick a patch size that divides 8"),
+    "ViTConfig: an embed_dim the heads do not divide":
+        (lambda: ViTConfig(embed_dim=8, num_heads=3), ValueError,
+         r"embed_dim=8 is not divisible by num_heads=3: .* pick num_heads from \[1, 2, 4, 8\]"),
+    "ViTConfig: a fractional number of classes":
+        (lambda: ViTConfig(num_classes=10.0), TypeError,
+         r"num_classes must be an int >= 0, got 10\.0.*0 for a model without a head"),
+    "ViTConfig: an MLP ratio that is text":
+        (lambda: ViTConfig(mlp_ratio="4"), TypeError, r"mlp_ratio must be a number > 0, got '4'"),
+    "ViTConfig: an MLP ratio that leaves no hidden unit":
+        (lambda: ViTConfig(img_size=8, patch_size=4, embed_dim=8, num_heads=2, mlp_ratio=0.1), ValueError,
+         r"mlp_ratio=0\.1 gives an MLP hidden width of int\(8 \* 0\.1\) = 0"),
+    "ViTConfig: a dropout rate of 1":
+        (lambda: ViTConfig(drop_rate=1.0), ValueError, r"^drop_rate must be a number in \[0, 1\), got 1\.0"),
+    "ViTConfig: an attention dropout rate of -0.1":
+        (lambda: ViTConfig(attn_drop_rate=-0.1), ValueError, r"^attn_drop_rate must be a number in \[0, 1\)"),
+    "ViTConfig: an unknown position embedding":
+        (lambda: ViTConfig(pos_embed="fixed"), ValueError,
+         r"pos_embed must be one of 'learn', 'sincos', got 'fixed'; use 'learn'"),
+    "ViTConfig: a sincos table for a width that is not a multiple of 4":
+        (lambda: ViTConfig(img_size=8, patch_size=4, embed_dim=6, num_heads=2, pos_embed="sincos"), ValueError,
+         r"pos_embed='sincos' needs embed_dim divisible by 4, got 6; use embed_dim=8"),
+    "ViTConfig: a qkv_bias that is text":
+        (lambda: ViTConfig(qkv_bias="no"), TypeError, r"qkv_bias must be True or False, got 'no'"),
+    "ViTConfig: a zero LayerNorm epsilon":
+        (lambda: ViTConfig(norm_eps=0), ValueError, r"norm_eps must be a number > 0, got 0; pass e\.g\. 1e-6"),
+    "get_config: an unknown preset":
+        (lambda: get_config("vit_gigantic"), ValueError, r"name must be one of .*'vit_base'.*, got 'vit_gigantic'"),
+    "get_config: a name that is a list":
+        (lambda: get_config(["toy"]), TypeError, r"name must be a preset name \(str\), got \['toy'\] of type list"),
+    "get_config: an unknown field":
+        (lambda: get_config("toy", hidden_size=8), TypeError,
+         r"ViTConfig has no field \['hidden_size'\]; its fields are \[.*'embed_dim'"),
+    "get_config: a bad value for a known field":
+        (lambda: get_config("toy", depth=0), ValueError, r"depth must be a positive int, got 0"),
+    "ViT: an unknown field":
+        (lambda: ViT(get_config("toy"), layers=2), TypeError, r"ViTConfig has no field \['layers'\]"),
+    "ViT: a config that is a preset name":
+        (lambda: ViT("toy"), TypeError, r"config must be a ViTConfig, got 'toy' of type str; use ViT\(get_config"),
+    "ViT: an image of another size":
+        (lambda: _model("toy")(_images(1, side=16)), ValueError,
+         r"image size \(16x16\) does not match the model \(8x8\); resize the image, or build the model for 16x16"),
+    "ViT: an image with another channel count":
+        (lambda: _model("toy")(_images(1, C=1)), ValueError, r"image has 1 channels but this model was built for "
+                                                             r"in_chans=3"),
+    "ViT: an image without a batch dimension":
+        (lambda: _model("toy")(_images(1)[0]), ValueError, r"image must be a tensor with 4 dimensions"),
+    "ViT.attention_maps: an image of another size":
+        (lambda: _model("toy").attention_maps(_images(1, side=4)), ValueError,
+         r"image size \(4x4\) does not match the model \(8x8\)"),
+    "ViT.forward_head: tokens of another width":
+        (lambda: _model("toy").forward_head(torch.randn(2, 5, 6)), ValueError,
+         r"tokens have width D=6 but this model has embed_dim=8; pass the \[B, L, 8\] output of forward_features"),
+    "ViT.forward_head: the CLS token only":
+        (lambda: _model("toy").forward_head(torch.randn(2, 8)), ValueError, r"tokens must be a tensor with 3 "),
+    "count_parameters: a config instead of a model":
+        (lambda: count_parameters(get_config("toy")), TypeError, r"model must be a torch\.nn\.Module, got ViTConfig"),
+    "parameter_formula: a preset name":
+        (lambda: parameter_formula("vit_base"), TypeError,
+         r"config must be a ViTConfig, got 'vit_base' of type str; use get_config\('vit_base'\)"),
+    "vit_flops: a dict":
+        (lambda: vit_flops({"embed_dim": 8}), TypeError, r"config must be a ViTConfig, got \{'embed_dim': 8\}"),
+}
 
 
-def test_get_config_refuses_a_name_that_is_not_a_string():
-    with pytest.raises(TypeError, match=r"name must be a preset name \(str\), got list"):
-        get_config(["toy"])
-
-
-def test_get_config_refuses_an_unknown_field_and_lists_the_fields():
-    with pytest.raises(TypeError, match=r"ViTConfig has no field \['hidden_size'\]; its fields are \[.*'embed_dim'"):
-        get_config("toy", hidden_size=8)
-
-
-def test_get_config_refuses_a_bad_value_for_a_known_field():
-    with pytest.raises(ValueError, match=r"depth must be a positive int, got 0"):
-        get_config("toy", depth=0)
-
-
-def test_vit_refuses_an_unknown_field():
-    with pytest.raises(TypeError, match=r"ViTConfig has no field \['layers'\]; its fields are"):
-        ViT(get_config("toy"), layers=2)
-
-
-def test_vit_refuses_a_config_that_is_not_a_vit_config():
-    with pytest.raises(TypeError, match=r"config must be a ViTConfig, got str; use ViT\(get_config\('digits'\)\)"):
-        ViT("toy")
-
-
-def test_vit_refuses_an_image_of_another_size():
-    with pytest.raises(ValueError, match=r"image size \(16x16\) does not match the model \(8x8\); "
-                                         r"resize the image, or build the model for 16x16"):
-        _model("toy")(_images(1, side=16))
-
-
-def test_vit_refuses_an_image_with_another_channel_count():
-    with pytest.raises(ValueError, match=r"image has 1 channels but this model was built for in_chans=3"):
-        _model("toy")(_images(1, C=1))
-
-
-def test_vit_refuses_an_image_without_a_batch_dimension():
-    with pytest.raises(ValueError, match=r"image must have 4 dimensions \[B, C, H, W\], got shape \(3, 8, 8\); "
-                                         r"add a batch dimension with \.unsqueeze\(0\)"):
-        _model("toy")(_images(1)[0])
-
-
-def test_vit_refuses_an_integer_image():
-    with pytest.raises(TypeError, match=r"image must be a floating-point tensor, got dtype torch\.uint8"):
-        _model("toy")((_images(1) * 255).to(torch.uint8))
-
-
-def test_attention_maps_refuse_an_image_of_another_size():
-    with pytest.raises(ValueError, match=r"image size \(4x4\) does not match the model \(8x8\)"):
-        _model("toy").attention_maps(_images(1, side=4))
-
-
-def test_forward_head_refuses_tokens_of_another_width():
-    with pytest.raises(ValueError, match=r"tokens have width D=6 but this model has embed_dim=8; "
-                                         r"pass the \[B, L, 8\] output of forward_features"):
-        _model("toy").forward_head(torch.randn(2, 5, 6))
-
-
-def test_forward_head_refuses_only_the_cls_token():
-    with pytest.raises(ValueError, match=r"tokens must have 3 dimensions \[B, L, D\], got shape \(2, 8\)"):
-        _model("toy").forward_head(torch.randn(2, 8))
-
-
-def test_count_parameters_refuses_something_that_is_not_a_module():
-    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got ViTConfig"):
-        count_parameters(get_config("toy"))
-
-
-def test_parameter_formula_refuses_a_preset_name():
-    with pytest.raises(TypeError, match=r"config must be a ViTConfig, got str; use get_config\('vit_base'\)"):
-        parameter_formula("vit_base")
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

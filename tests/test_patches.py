@@ -1,14 +1,13 @@
 """Stages 1 and 2 (vitsteps.patches): unfold and conv give the same patch tokens, and bad input is named."""
-import re
+from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close
+from helpers import assert_close, assert_refused, refusal_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitsteps import _validate
 from vitsteps.patches import (
     PatchEmbed,
     image_to_patches,
@@ -146,207 +145,95 @@ def test_round_trip_is_exact_for_any_small_shape(B, C, rows, cols, P):
     assert torch.equal(patches_to_image(patches, P, (rows * P, cols * P)), image)
 
 
-# --- the shared checks ---------------------------------------------------------------------------------------------
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
 
-@pytest.mark.parametrize("value, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError),
-                                          ("4", TypeError), (None, TypeError)])
-def test_positive_int_names_the_parameter_and_the_value(value, error):
-    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(repr(value))}"):
-        _validate.positive_int(value, "patch_size")
-
-
-@pytest.mark.parametrize("value, message", [((8, 8, 3), r"img_size must be an int or a \(height, width\) pair, "
-                                                        r"got \(8, 8, 3\)"),
-                                            ((8, 0), r"img_size\[1\] must be a positive int, got 0")])
-def test_pair_names_the_parameter_and_the_value(value, message):
-    with pytest.raises(ValueError, match=message):
-        _validate.pair(value, "img_size")
-
-
-def test_divides_names_the_patch_size_the_side_and_the_remainder():
-    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image width 8: .* remainder of 2; pick"):
-        _validate.divides(3, 8, "patch_size", "width")
-
-
-# --- bad input, one test per case ------------------------------------------------------------------------------------
-
-IMAGE_FUNCTIONS = {
-    "image_to_patches": lambda image: image_to_patches(image, 4),
-    "patch_embed_unfold": lambda image: patch_embed_unfold(image, 4, torch.randn(48, 8)),
-    "patch_embed_conv": lambda image: patch_embed_conv(image, torch.randn(8, 3, 4, 4), 4),
-    "PatchEmbed": lambda image: PatchEmbed(8, 4, 3, 8)(image),
+REFUSED = {
+    "image_to_patches: an image without a batch dimension":
+        (lambda: image_to_patches(torch.randn(3, 8, 8), 4), ValueError,
+         r"image must be a tensor with 4 dimensions \[B, C, H, W\].*\.unsqueeze\(0\)"),
+    "image_to_patches: a patch size of 0":
+        (lambda: image_to_patches(torch.randn(1, 3, 8, 8), 0), ValueError, r"patch_size must be a positive int, got 0"),
+    "image_to_patches: a patch size that does not divide the width":
+        (lambda: image_to_patches(torch.randn(1, 3, 8, 6), 4), ValueError,
+         r"patch_size=4 does not divide the image width 6"),
+    "patch_embed_unfold: an image that is a list":
+        (lambda: patch_embed_unfold([[[[0.0] * 8] * 8] * 3], 4, torch.randn(48, 8)), TypeError,
+         r"image must be a torch\.Tensor shaped \[B, C, H, W\]"),
+    "patch_embed_unfold: a weight whose rows do not fit a patch":
+        (lambda: patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.randn(32, 8)), ValueError,
+         r"weight has 32 rows but a flattened patch has C\*P\*P = 3\*4\*4 = 48 values; make weight of shape \[48, D\]"),
+    "patch_embed_unfold: an integer weight":
+        (lambda: patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.ones(48, 8, dtype=torch.int64)), TypeError,
+         r"weight must be a floating-point tensor"),
+    "weight_to_kernel: a weight that is already a kernel":
+        (lambda: weight_to_kernel(torch.randn(8, 3, 4, 4), 3, 4), ValueError,
+         r"weight must be a tensor with 2 dimensions \[C\*P\*P, D\]"),
+    "weight_to_kernel: in_chans 0":
+        (lambda: weight_to_kernel(torch.randn(48, 8), 0, 4), ValueError, r"in_chans must be a positive int, got 0"),
+    "weight_to_kernel: a fractional patch size":
+        (lambda: weight_to_kernel(torch.randn(48, 8), 3, 4.0), TypeError,
+         r"patch_size must be a positive int, got 4\.0"),
+    "weight_to_kernel: a weight made for other channels":
+        (lambda: weight_to_kernel(torch.randn(48, 8), 1, 4), ValueError,
+         r"weight has 48 rows but in_chans\*patch_size\*\*2 = 1\*4\*\*2 = 16; pass the in_chans"),
+    "patch_embed_conv: an integer image":
+        (lambda: patch_embed_conv(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.randn(8, 3, 4, 4), 4), TypeError,
+         r"image must be a floating-point tensor"),
+    "patch_embed_conv: a flat kernel":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(48, 8), 4), ValueError,
+         r"kernel must be a tensor with 4 dimensions \[D, C, P, P\]"),
+    "patch_embed_conv: a kernel with other channels":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 1, 4, 4), 4), ValueError,
+         r"kernel expects 1 input channels but image has C=3; make the kernel \[D, 3, P, P\]"),
+    "patch_embed_conv: a kernel that is not square":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 2), 4), ValueError,
+         r"kernel must be square and fit the image, got \(4, 2\)"),
+    "patch_embed_conv: a kernel larger than the image":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 16, 16), 16), ValueError,
+         r"got \(16, 16\) for an image of 8x8; use a \[D, C, P, P\] kernel with P <= 8"),
+    "patch_embed_conv: a stride of -1":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 4), -1), ValueError,
+         r"stride must be a positive int, got -1"),
+    "patch_embed_conv: a stride equal to the patch that does not divide":
+        (lambda: patch_embed_conv(torch.randn(1, 3, 8, 9), torch.randn(8, 3, 3, 3), 3), ValueError,
+         r"patch_size=3 does not divide the image height 8"),
+    "patches_to_image: two-dimensional patches":
+        (lambda: patches_to_image(torch.randn(4, 48), 4, 8), ValueError,
+         r"patches must be a tensor with 3 dimensions \[B, N, C\*P\*P\]"),
+    "patches_to_image: a patch size of 2.5":
+        (lambda: patches_to_image(torch.randn(1, 4, 48), 2.5, 8), TypeError, r"patch_size must be a positive int"),
+    "patches_to_image: a bad image size":
+        (lambda: patches_to_image(torch.randn(1, 4, 48), 4, (8, -8)), ValueError,
+         r"image_size\[1\] must be a positive int, got -8"),
+    "patches_to_image: a side the patch size does not divide":
+        (lambda: patches_to_image(torch.randn(1, 6, 9), 3, (9, 8)), ValueError,
+         r"patch_size=3 does not divide the image width 8"),
+    "patches_to_image: patches that do not tile the image":
+        (lambda: patches_to_image(torch.randn(1, 5, 48), 4, 8), ValueError,
+         r"patches of shape \(1, 5, 48\) do not tile a 8x8 image with patch_size=4: expected N=4"),
+    "patches_to_image: a patch width that is not whole channels":
+        (lambda: patches_to_image(torch.randn(1, 4, 47), 4, 8), ValueError,
+         r"patches of shape \(1, 4, 47\) .* a multiple of 16"),
+    "PatchEmbed: an image size of three numbers":
+        (lambda: PatchEmbed((8, 8, 8), 4, 3, 8), ValueError, r"img_size must be an int or a \(height, width\) pair"),
+    "PatchEmbed: a patch size that does not divide":
+        (lambda: PatchEmbed(8, 5, 3, 8), ValueError, r"patch_size=5 does not divide the image height 8"),
+    "PatchEmbed: in_chans 0":
+        (lambda: PatchEmbed(8, 4, 0, 8), ValueError, r"in_chans must be a positive int, got 0"),
+    "PatchEmbed: embed_dim -8":
+        (lambda: PatchEmbed(8, 4, 3, -8), ValueError, r"embed_dim must be a positive int, got -8"),
+    "PatchEmbed: an image without a batch dimension":
+        (lambda: PatchEmbed(8, 4, 3, 8)(torch.randn(3, 8, 8)), ValueError, r"image must be a tensor with 4 dimensions"),
+    "PatchEmbed: an image of another size":
+        (lambda: PatchEmbed(8, 4, 3, 8)(torch.randn(1, 3, 16, 16)), ValueError,
+         r"image size \(16x16\) does not match the model \(8x8\); resize the image, or build the model for 16x16 "
+         r"and resample its position table"),
+    "PatchEmbed: an image with other channels":
+        (lambda: PatchEmbed(8, 4, 3, 8)(torch.randn(1, 1, 8, 8)), ValueError,
+         r"image has 1 channels but this model was built for in_chans=3; convert the image or build the model"),
 }
 
 
-@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
-def test_an_image_without_a_batch_dimension_is_refused_with_the_fix(call):
-    with pytest.raises(ValueError, match=r"image must have 4 dimensions \[B, C, H, W\], got shape \(3, 8, 8\); "
-                                         r"add a batch dimension with \.unsqueeze\(0\)"):
-        call(torch.randn(3, 8, 8))
-
-
-@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
-def test_a_two_dimensional_image_is_refused(call):
-    with pytest.raises(ValueError, match=r"image must have 4 dimensions \[B, C, H, W\], got shape \(8, 8\); reshape"):
-        call(torch.randn(8, 8))
-
-
-@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
-def test_an_integer_image_is_refused_with_the_fix(call):
-    with pytest.raises(TypeError, match=r"image must be a floating-point tensor, got dtype torch\.uint8; "
-                                        r".*\.float\(\)"):
-        call(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
-
-
-@pytest.mark.parametrize("call", IMAGE_FUNCTIONS.values(), ids=IMAGE_FUNCTIONS.keys())
-def test_an_image_that_is_not_a_tensor_is_refused(call):
-    with pytest.raises(TypeError, match=r"image must be a torch\.Tensor shaped \[B, C, H, W\], got list; .*as_tensor"):
-        call([[[[0.0] * 8] * 8] * 3])
-
-
-@pytest.mark.parametrize("H, W, side_name, side", [(10, 8, "height", 10), (8, 6, "width", 6)])
-def test_image_to_patches_refuses_a_side_the_patch_size_does_not_divide(H, W, side_name, side):
-    with pytest.raises(ValueError, match=rf"patch_size=4 does not divide the image {side_name} {side}"):
-        image_to_patches(torch.randn(1, 3, H, W), 4)
-
-
-def test_patch_embed_unfold_refuses_a_side_the_patch_size_does_not_divide():
-    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image height 8"):
-        patch_embed_unfold(torch.randn(1, 3, 8, 9), 3, torch.randn(27, 8))
-
-
-def test_patch_embed_conv_refuses_a_side_the_stride_does_not_divide():
-    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image height 8"):
-        patch_embed_conv(torch.randn(1, 3, 8, 9), torch.randn(8, 3, 3, 3), 3)
-
-
-def test_patches_to_image_refuses_a_side_the_patch_size_does_not_divide():
-    with pytest.raises(ValueError, match=r"patch_size=3 does not divide the image width 8"):
-        patches_to_image(torch.randn(1, 6, 9), 3, (9, 8))
-
-
-def test_patch_embed_module_refuses_a_side_the_patch_size_does_not_divide():
-    with pytest.raises(ValueError, match=r"patch_size=5 does not divide the image height 8"):
-        PatchEmbed(8, 5, 3, 8)
-
-
-@pytest.mark.parametrize("patch_size, error", [(0, ValueError), (-4, ValueError), (4.0, TypeError)])
-def test_image_to_patches_refuses_a_bad_patch_size(patch_size, error):
-    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(str(patch_size))}"):
-        image_to_patches(torch.randn(1, 3, 8, 8), patch_size)
-
-
-@pytest.mark.parametrize("patch_size, error", [(0, ValueError), (-4, ValueError), (2.5, TypeError)])
-def test_patches_to_image_refuses_a_bad_patch_size(patch_size, error):
-    with pytest.raises(error, match=rf"patch_size must be a positive int, got {re.escape(str(patch_size))}"):
-        patches_to_image(torch.randn(1, 4, 48), patch_size, 8)
-
-
-@pytest.mark.parametrize("image_size, message", [(0, r"image_size must be a positive int, got 0"),
-                                                 ((8, -8), r"image_size\[1\] must be a positive int, got -8"),
-                                                 ((8, 8, 8), r"image_size must be an int or a \(height, width\)")])
-def test_patches_to_image_refuses_a_bad_image_size(image_size, message):
-    with pytest.raises(ValueError, match=message):
-        patches_to_image(torch.randn(1, 4, 48), 4, image_size)
-
-
-def test_patches_to_image_refuses_patches_that_do_not_tile_the_image():
-    with pytest.raises(ValueError, match=r"patches of shape \(1, 5, 48\) do not tile a 8x8 image with "
-                                         r"patch_size=4: expected N=4"):
-        patches_to_image(torch.randn(1, 5, 48), 4, 8)
-
-
-def test_patches_to_image_refuses_a_patch_width_that_is_not_whole_channels():
-    with pytest.raises(ValueError, match=r"patches of shape \(1, 4, 47\) .* a multiple of 16"):
-        patches_to_image(torch.randn(1, 4, 47), 4, 8)
-
-
-def test_patches_to_image_refuses_two_dimensional_patches():
-    with pytest.raises(ValueError, match=r"patches must have 3 dimensions \[B, N, C\*P\*P\], got shape \(4, 48\)"):
-        patches_to_image(torch.randn(4, 48), 4, 8)
-
-
-def test_patch_embed_unfold_refuses_a_weight_whose_rows_do_not_fit_a_patch():
-    with pytest.raises(ValueError, match=r"weight has 32 rows but a flattened patch has C\*P\*P = 3\*4\*4 = 48 "
-                                         r"values; make weight of shape \[48, D\]"):
-        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.randn(32, 8))
-
-
-def test_patch_embed_unfold_refuses_a_weight_that_is_not_a_matrix():
-    with pytest.raises(ValueError, match=r"weight must have 2 dimensions \[C\*P\*P, D\], got shape \(48,\)"):
-        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.randn(48))
-
-
-def test_patch_embed_unfold_refuses_an_integer_weight():
-    with pytest.raises(TypeError, match=r"weight must be a floating-point tensor, got dtype torch\.int64"):
-        patch_embed_unfold(torch.randn(1, 3, 8, 8), 4, torch.ones(48, 8, dtype=torch.int64))
-
-
-def test_weight_to_kernel_refuses_a_weight_made_for_other_channels():
-    with pytest.raises(ValueError, match=r"weight has 48 rows but in_chans\*patch_size\*\*2 = 1\*4\*\*2 = 16; "
-                                         r"pass the in_chans"):
-        weight_to_kernel(torch.randn(48, 8), 1, 4)
-
-
-def test_weight_to_kernel_refuses_a_weight_that_is_already_a_kernel():
-    with pytest.raises(ValueError, match=r"weight must have 2 dimensions \[C\*P\*P, D\], got shape \(8, 3, 4, 4\)"):
-        weight_to_kernel(torch.randn(8, 3, 4, 4), 3, 4)
-
-
-@pytest.mark.parametrize("name, args", [("in_chans", (0, 4)), ("patch_size", (3, -4))])
-def test_weight_to_kernel_refuses_a_zero_or_negative_size(name, args):
-    with pytest.raises(ValueError, match=rf"^{name} must be a positive int, got {min(args)}"):
-        weight_to_kernel(torch.randn(48, 8), *args)
-
-
-def test_patch_embed_conv_refuses_a_kernel_with_other_channels():
-    with pytest.raises(ValueError, match=r"kernel expects 1 input channels but image has C=3; "
-                                         r"make the kernel \[D, 3, P, P\]"):
-        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 1, 4, 4), 4)
-
-
-def test_patch_embed_conv_refuses_a_kernel_that_is_not_four_dimensional():
-    with pytest.raises(ValueError, match=r"kernel must have 4 dimensions \[D, C, P, P\], got shape \(48, 8\)"):
-        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(48, 8), 4)
-
-
-def test_patch_embed_conv_refuses_a_kernel_that_is_not_square():
-    with pytest.raises(ValueError, match=r"kernel must be square and fit the image, got \(4, 2\)"):
-        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 2), 4)
-
-
-def test_patch_embed_conv_refuses_a_kernel_larger_than_the_image():
-    with pytest.raises(ValueError, match=r"kernel must be square and fit the image, got \(16, 16\) for an image "
-                                         r"of 8x8; use a \[D, C, P, P\] kernel with P <= 8"):
-        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 16, 16), 16)
-
-
-@pytest.mark.parametrize("stride, error", [(0, ValueError), (-1, ValueError), (4.0, TypeError)])
-def test_patch_embed_conv_refuses_a_bad_stride(stride, error):
-    with pytest.raises(error, match=rf"stride must be a positive int, got {re.escape(str(stride))}"):
-        patch_embed_conv(torch.randn(1, 3, 8, 8), torch.randn(8, 3, 4, 4), stride)
-
-
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"img_size": 0}, ValueError, r"img_size must be a positive int, got 0"),
-    ({"img_size": (8, 8, 8)}, ValueError, r"img_size must be an int or a \(height, width\) pair"),
-    ({"patch_size": -4}, ValueError, r"patch_size must be a positive int, got -4"),
-    ({"patch_size": 4.0}, TypeError, r"patch_size must be a positive int, got 4\.0"),
-    ({"in_chans": 0}, ValueError, r"in_chans must be a positive int, got 0"),
-    ({"embed_dim": -8}, ValueError, r"embed_dim must be a positive int, got -8"),
-])
-def test_patch_embed_module_refuses_a_bad_size(kwargs, error, message):
-    with pytest.raises(error, match=message):
-        PatchEmbed(**{"img_size": 8, "patch_size": 4, "in_chans": 3, "embed_dim": 8, **kwargs})
-
-
-def test_patch_embed_module_refuses_an_image_of_another_size_and_names_the_fix():
-    with pytest.raises(ValueError, match=r"image size \(16x16\) does not match the model \(8x8\); resize the image, "
-                                         r"or build the model for 16x16 and resample its position table"):
-        PatchEmbed(8, 4, 3, 8)(torch.randn(1, 3, 16, 16))
-
-
-def test_patch_embed_module_refuses_an_image_with_other_channels():
-    with pytest.raises(ValueError, match=r"image has 1 channels but this model was built for in_chans=3; "
-                                         r"convert the image or build the model with in_chans=1"):
-        PatchEmbed(8, 4, 3, 8)(torch.randn(1, 1, 8, 8))
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

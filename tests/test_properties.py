@@ -241,7 +241,7 @@ def test_a_model_that_is_not_callable_is_refused(images):
 
 
 def test_images_without_a_batch_dimension_are_refused(model):
-    with pytest.raises(ValueError, match=r"images must have 4 dimensions.*unsqueeze\(0\)"):
+    with pytest.raises(ValueError, match=r"images must be a tensor with 4 dimensions.*unsqueeze\(0\)"):
         input_sensitivity(model, torch.rand(1, 8, 8))
 
 
@@ -291,7 +291,7 @@ def test_initial_loss_refuses_a_wrong_number_of_classes(model, images):
 
 
 def test_pre_norm_residual_refuses_images_for_tokens():
-    with pytest.raises(ValueError, match=r"tokens must have 3 dimensions"):
+    with pytest.raises(ValueError, match=r"tokens must be a tensor with 3 dimensions"):
         pre_norm_residual(Block(16, 4), torch.rand(2, 1, 8, 8))
 
 

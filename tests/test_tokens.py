@@ -1,11 +1,15 @@
-"""Stages 3 and 4 (vitsteps.tokens): one CLS token for the whole batch, a position table added, and bad input named."""
+"""Stages 3 and 4 (vitsteps.tokens): one CLS token for the whole batch, a position table added, and bad input named.
+
+A model resized to another image size (resampling its table) is tested with `convert.change_image_size`.
+"""
+from __future__ import annotations
+
 import math
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, assert_refused, refusal_cases
 
-from vitsteps.model import ViT, get_config
 from vitsteps.tokens import add_position_embedding, prepend_cls_token, resample_position_table, sincos_position_table
 
 # --- behaviour ---------------------------------------------------------------------------------------------------
@@ -116,162 +120,77 @@ def test_resampling_a_constant_table_keeps_it_constant():
     assert_close(resample_position_table(table, 6), torch.ones(1 + 36, 8))
 
 
-def test_a_model_built_for_8x8_runs_on_16x16_after_resampling_its_pos_embed():
-    torch.manual_seed(0)
-    small = ViT(get_config("toy"))  # 8x8 images, 2x2 grid
-    large = ViT(get_config("toy", img_size=16))  # 16x16 images, 4x4 grid
-    state = small.state_dict()
-    state["pos_embed"] = resample_position_table(state["pos_embed"], new_grid=large.config.grid_size)
-    large.load_state_dict(state)
-    assert large.pos_embed.shape == (1, 17, 8)
-    assert torch.equal(large.pos_embed[:, 0], small.pos_embed[:, 0])
-    logits = large.eval()(torch.randn(2, 3, 16, 16))
-    assert logits.shape == (2, 10)
-    assert torch.isfinite(logits).all()
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+REFUSED = {
+    "prepend_cls_token: a per-sample CLS parameter":
+        (lambda: prepend_cls_token(torch.randn(2, 4, 8), torch.randn(2, 1, 8)), ValueError,
+         r"cls_token must be one token of shape \[1, 1, D\], got \(2, 1, 8\); "
+         r".*nn\.Parameter\(torch\.zeros\(1, 1, 8\)\)"),
+    "prepend_cls_token: a CLS token of another width":
+        (lambda: prepend_cls_token(torch.randn(1, 4, 8), torch.randn(1, 1, 6)), ValueError,
+         r"cls_token has width 6 but the patch tokens have D=8; make cls_token of shape \[1, 1, 8\]"),
+    "prepend_cls_token: a two-dimensional CLS token":
+        (lambda: prepend_cls_token(torch.randn(1, 4, 8), torch.randn(1, 8)), ValueError,
+         r"cls_token must be a tensor with 3 dimensions \[1, 1, D\]"),
+    "prepend_cls_token: patch tokens without a batch dimension":
+        (lambda: prepend_cls_token(torch.randn(4, 8), torch.randn(1, 1, 8)), ValueError,
+         r"patch_tokens must be a tensor with 3 dimensions \[B, N, D\].*\.unsqueeze\(0\)"),
+    "add_position_embedding: a sequence longer than the table":
+        (lambda: add_position_embedding(torch.randn(1, 17, 8), torch.randn(16, 8)), ValueError,
+         r"the sequence has 17 tokens but position_table has only 16 rows \(max_num_token=16\); use a table with "
+         r"at least 17 rows"),
+    "add_position_embedding: a table of another width":
+        (lambda: add_position_embedding(torch.randn(1, 5, 8), torch.randn(16, 4)), ValueError,
+         r"position_table has width 4 but the tokens have D=8; make the table \[max_num_token, 8\]"),
+    "add_position_embedding: a table that is a list":
+        (lambda: add_position_embedding(torch.randn(1, 5, 8), [[0.0] * 8] * 16), TypeError,
+         r"position_table must be a torch\.Tensor \[max_num_token, D\], got .* of type list"),
+    "add_position_embedding: a table with a batch of rows":
+        (lambda: add_position_embedding(torch.randn(2, 5, 8), torch.randn(2, 16, 8)), ValueError,
+         r"position_table must be a tensor with 2 dimensions \[max_num_token, D\]"),
+    "add_position_embedding: integer tokens":
+        (lambda: add_position_embedding(torch.ones(1, 5, 8, dtype=torch.int64), torch.randn(16, 8)), TypeError,
+         r"tokens must be a floating-point tensor"),
+    "add_position_embedding: an unknown mode":
+        (lambda: add_position_embedding(torch.randn(1, 5, 8), torch.randn(16, 8), mode="repeat"), ValueError,
+         r"mode must be one of 'broadcast', 'tile', got 'repeat'; use 'broadcast'"),
+    "sincos_position_table: a grid of three numbers":
+        (lambda: sincos_position_table((2, 2, 2), 8), ValueError, r"grid_size must be an int or a \(height, width\)"),
+    "sincos_position_table: a width that is not a multiple of 4":
+        (lambda: sincos_position_table(2, 6), ValueError,
+         r"dim must be a multiple of 4 for a 2-D sin-cos table, got 6; use e\.g\. 8"),
+    "sincos_position_table: a width of 0":
+        (lambda: sincos_position_table(2, 0), ValueError, r"dim must be a positive int, got 0"),
+    "sincos_position_table: a fractional prefix count":
+        (lambda: sincos_position_table(2, 8, num_prefix_tokens=1.0), TypeError,
+         r"num_prefix_tokens must be an int >= 0, got 1\.0"),
+    "resample_position_table: a table that is a list":
+        (lambda: resample_position_table([[0.0] * 8] * 5, 4), TypeError,
+         r"position_table must be a torch\.Tensor \[L, D\] or \[1, L, D\]"),
+    "resample_position_table: a one-dimensional table":
+        (lambda: resample_position_table(torch.randn(40), 4), ValueError,
+         r"position_table must be \[L, D\] or \[1, L, D\], got shape \(40,\); pass one table"),
+    "resample_position_table: an integer table":
+        (lambda: resample_position_table(torch.ones(5, 8, dtype=torch.int64), 4), TypeError,
+         r"position_table must be a floating-point tensor"),
+    "resample_position_table: a table that is not a square without old_grid":
+        (lambda: resample_position_table(torch.randn(7, 8), 4), ValueError,
+         r"the table has 6 patch rows, not a square number; pass old_grid=\(rows, cols\)"),
+    "resample_position_table: an old grid that does not fit the table":
+        (lambda: resample_position_table(torch.randn(5, 8), 4, old_grid=(2, 3)), ValueError,
+         r"old_grid=\(2, 3\) has 6 cells but the table has 4 patch rows"),
+    "resample_position_table: a new grid of 0":
+        (lambda: resample_position_table(torch.randn(5, 8), 0), ValueError, r"new_grid must be a positive int, got 0"),
+    "resample_position_table: a negative prefix count":
+        (lambda: resample_position_table(torch.randn(5, 8), 4, num_prefix_tokens=-1), ValueError,
+         r"num_prefix_tokens must be an int >= 0, got -1"),
+    "resample_position_table: prefix rows that leave no patch rows":
+        (lambda: resample_position_table(torch.randn(5, 8), 4, num_prefix_tokens=5), ValueError,
+         r"num_prefix_tokens=5 leaves no patch rows in a table of 5 rows"),
+}
 
 
-# --- bad input, one test per case ------------------------------------------------------------------------------------
-
-def test_prepend_cls_token_refuses_a_per_sample_cls_parameter_and_names_the_fix():
-    with pytest.raises(ValueError, match=r"cls_token must be one token of shape \[1, 1, D\], got \(2, 1, 8\); .*"
-                                         r"nn\.Parameter\(torch\.zeros\(1, 1, 8\)\)"):
-        prepend_cls_token(torch.randn(2, 4, 8), torch.randn(2, 1, 8))
-
-
-def test_prepend_cls_token_refuses_a_cls_token_of_another_width():
-    with pytest.raises(ValueError, match=r"cls_token has width 6 but the patch tokens have D=8; "
-                                         r"make cls_token of shape \[1, 1, 8\]"):
-        prepend_cls_token(torch.randn(2, 4, 8), torch.randn(1, 1, 6))
-
-
-def test_prepend_cls_token_refuses_a_two_dimensional_cls_token():
-    with pytest.raises(ValueError, match=r"cls_token must have 3 dimensions \[1, 1, D\], got shape \(1, 8\)"):
-        prepend_cls_token(torch.randn(2, 4, 8), torch.randn(1, 8))
-
-
-def test_prepend_cls_token_refuses_patch_tokens_without_a_batch_dimension():
-    with pytest.raises(ValueError, match=r"patch_tokens must have 3 dimensions \[B, N, D\], got shape \(4, 8\); "
-                                         r"add a batch dimension"):
-        prepend_cls_token(torch.randn(4, 8), torch.randn(1, 1, 8))
-
-
-def test_prepend_cls_token_refuses_integer_patch_tokens():
-    with pytest.raises(TypeError, match=r"patch_tokens must be a floating-point tensor, got dtype torch\.int64"):
-        prepend_cls_token(torch.ones(2, 4, 8, dtype=torch.int64), torch.randn(1, 1, 8))
-
-
-def test_add_position_embedding_refuses_a_sequence_longer_than_the_table():
-    with pytest.raises(ValueError, match=r"the sequence has 17 tokens but position_table has only 16 rows "
-                                         r"\(max_num_token=16\); use a table with at least 17 rows"):
-        add_position_embedding(torch.randn(1, 17, 8), torch.randn(16, 8))
-
-
-def test_add_position_embedding_refuses_a_table_of_another_width():
-    with pytest.raises(ValueError, match=r"position_table has width 4 but the tokens have D=8; "
-                                         r"make the table \[max_num_token, 8\]"):
-        add_position_embedding(torch.randn(1, 5, 8), torch.randn(16, 4))
-
-
-def test_add_position_embedding_refuses_a_table_that_is_not_a_tensor():
-    with pytest.raises(TypeError, match=r"position_table must be a torch\.Tensor \[max_num_token, D\], got list"):
-        add_position_embedding(torch.randn(1, 5, 8), [[0.0] * 8] * 16)
-
-
-def test_add_position_embedding_refuses_a_table_with_a_batch_of_rows():
-    with pytest.raises(ValueError, match=r"position_table must have 2 dimensions \[max_num_token, D\], "
-                                         r"got shape \(2, 16, 8\)"):
-        add_position_embedding(torch.randn(2, 5, 8), torch.randn(2, 16, 8))
-
-
-def test_add_position_embedding_refuses_an_integer_table():
-    with pytest.raises(TypeError, match=r"position_table must be a floating-point tensor, got dtype torch\.int64"):
-        add_position_embedding(torch.randn(1, 5, 8), torch.ones(16, 8, dtype=torch.int64))
-
-
-def test_add_position_embedding_refuses_tokens_without_a_batch_dimension():
-    with pytest.raises(ValueError, match=r"tokens must have 3 dimensions \[B, L, D\], got shape \(5, 8\); "
-                                         r"add a batch dimension"):
-        add_position_embedding(torch.randn(5, 8), torch.randn(16, 8))
-
-
-def test_add_position_embedding_refuses_an_unknown_mode():
-    with pytest.raises(ValueError, match=r"mode must be 'broadcast' or 'tile', got 'repeat'"):
-        add_position_embedding(torch.randn(1, 5, 8), torch.randn(16, 8), mode="repeat")
-
-
-@pytest.mark.parametrize("grid_size, error, message", [
-    (0, ValueError, r"grid_size must be a positive int, got 0"),
-    ((2, -1), ValueError, r"grid_size\[1\] must be a positive int, got -1"),
-    (2.0, TypeError, r"grid_size must be a positive int, got 2\.0"),
-])
-def test_sincos_table_refuses_a_bad_grid_size(grid_size, error, message):
-    with pytest.raises(error, match=message):
-        sincos_position_table(grid_size, 8)
-
-
-@pytest.mark.parametrize("dim, error, message", [
-    (0, ValueError, r"dim must be a positive int, got 0"),
-    (-8, ValueError, r"dim must be a positive int, got -8"),
-    (10, ValueError, r"dim must be a multiple of 4 for a 2-D sin-cos table, got 10; use e\.g\. 12"),
-])
-def test_sincos_table_refuses_a_bad_dim(dim, error, message):
-    with pytest.raises(error, match=message):
-        sincos_position_table(2, dim)
-
-
-@pytest.mark.parametrize("prefix, error", [(-1, ValueError), (1.0, TypeError), ("1", TypeError)])
-def test_sincos_table_refuses_a_bad_number_of_prefix_tokens(prefix, error):
-    with pytest.raises(error, match=rf"num_prefix_tokens must be an int >= 0, got {prefix!r}"):
-        sincos_position_table(2, 8, num_prefix_tokens=prefix)
-
-
-def test_resampling_refuses_a_table_that_is_not_a_tensor():
-    with pytest.raises(TypeError, match=r"position_table must be a torch\.Tensor \[L, D\] or \[1, L, D\], got list"):
-        resample_position_table([[0.0] * 8] * 5, 4)
-
-
-def test_resampling_refuses_a_one_dimensional_table():
-    with pytest.raises(ValueError, match=r"position_table must be \[L, D\] or \[1, L, D\], got shape \(40,\)"):
-        resample_position_table(torch.randn(40), 4)
-
-
-def test_resampling_refuses_a_table_with_a_batch_of_rows():
-    with pytest.raises(ValueError, match=r"position_table must be \[L, D\] or \[1, L, D\], got shape \(2, 5, 8\)"):
-        resample_position_table(torch.randn(2, 5, 8), 4)
-
-
-def test_resampling_refuses_an_integer_table():
-    with pytest.raises(TypeError, match=r"position_table must be a floating-point tensor, got dtype torch\.int64"):
-        resample_position_table(torch.ones(5, 8, dtype=torch.int64), 4)
-
-
-def test_resampling_refuses_a_table_that_is_not_a_square_without_old_grid():
-    with pytest.raises(ValueError, match=r"the table has 6 patch rows, not a square number; "
-                                         r"pass old_grid=\(rows, cols\)"):
-        resample_position_table(torch.randn(7, 8), 4)
-
-
-def test_resampling_refuses_an_old_grid_that_does_not_fit_the_table():
-    with pytest.raises(ValueError, match=r"old_grid=\(2, 3\) has 6 cells but the table has 4 patch rows"):
-        resample_position_table(torch.randn(5, 8), 4, old_grid=(2, 3))
-
-
-@pytest.mark.parametrize("new_grid, error, message", [
-    (0, ValueError, r"new_grid must be a positive int, got 0"),
-    ((4, -2), ValueError, r"new_grid\[1\] must be a positive int, got -2"),
-    (4.5, TypeError, r"new_grid must be a positive int, got 4\.5"),
-])
-def test_resampling_refuses_a_bad_new_grid(new_grid, error, message):
-    with pytest.raises(error, match=message):
-        resample_position_table(torch.randn(5, 8), new_grid)
-
-
-@pytest.mark.parametrize("prefix, error", [(-1, ValueError), (1.0, TypeError)])
-def test_resampling_refuses_a_bad_number_of_prefix_tokens(prefix, error):
-    with pytest.raises(error, match=rf"num_prefix_tokens must be an int >= 0, got {prefix!r}"):
-        resample_position_table(torch.randn(5, 8), 4, num_prefix_tokens=prefix)
-
-
-def test_resampling_refuses_more_prefix_rows_than_the_table_has():
-    with pytest.raises(ValueError, match=r"num_prefix_tokens=5 leaves no patch rows in a table of 5 rows"):
-        resample_position_table(torch.randn(5, 8), 4, num_prefix_tokens=5)
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

@@ -1,23 +1,20 @@
-"""vitsteps.train: the training loop, evaluation, baselines and checkpoints, on tiny models."""
+"""vitsteps.train: the training loop, evaluation, baselines and checkpoints, on tiny models, and bad input named."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
-from matplotlib.figure import Figure
+from helpers import assert_refused, refusal_cases
 from torch import nn
 
-from vitsteps import viz
 from vitsteps.data import DigitsSplit, load_digits_split, synthetic_images
 from vitsteps.model import ViT, ViTConfig, get_config
 from vitsteps.train import (
     RECIPES,
     Evaluation,
-    History,
     Recipe,
     confusion_matrix,
     evaluate,
@@ -46,12 +43,6 @@ def shapes() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def digits() -> DigitsSplit:
     return load_digits_split(seed=0)
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def tiny_model(seed: int = 0) -> ViT:
@@ -193,10 +184,12 @@ def test_svc_and_logistic_baselines_score_well_on_digits(digits) -> None:
     assert svc > logistic
 
 
-def test_pick_device_defaults_to_what_is_present() -> None:
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_pick_device_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda: bool, mps: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device() == torch.device(expected)
     assert pick_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else pick_device().type
-    assert pick_device().type == expected
 
 
 def test_checkpoint_round_trip_gives_the_same_logits(tmp_path: Path, shapes) -> None:
@@ -258,145 +251,88 @@ def test_train_digits_builds_the_preset_and_trains_it(digits) -> None:
     assert model.config == small and len(history.epoch) == 1
 
 
-def test_training_figures_draw(shapes, digits) -> None:
-    model = tiny_model()
-    history = train(model, shapes, QUICK, test=shapes, progress=False)
-    result = evaluate(model, *shapes)
-    rates = [QUICK.lr * warmup_cosine(step, 30, 5) for step in range(30)]
-    figures = [viz.plot_training_curves(history, baselines={"SVC": 0.99}),
-               viz.plot_confusion_matrix(confusion_matrix(shapes[1], result.predictions, 4)),
-               viz.plot_misclassified(shapes[0], shapes[1], result.predictions, max_images=4),
-               viz.plot_image_grid(shapes[0][:5], titles=[str(int(y)) for y in shapes[1][:5]]),
-               viz.plot_learning_rate(rates, steps_per_epoch=3)]
-    assert all(isinstance(figure, Figure) for figure in figures)
-    assert len(figures[2].axes) == 4  # 2x2 panels for at most 4 mistakes
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+SHAPES = synthetic_images(8, seed=0)
+RECIPE_VALUES = {"epochs": 0, "batch_size": 0, "lr": "fast", "weight_decay": math.inf, "warmup_epochs": 2,
+                 "label_smoothing": 1.0, "max_shift": -1, "shift_prob": 1.5, "seed": -1, "mixup_alpha": -0.2}
+
+REFUSED = {
+    **{f"train: a recipe with {field}={value!r}":
+       (lambda field=field, value=value: train(tiny_model(), SHAPES, QUICK, progress=False, **{field: value}),
+        (TypeError, ValueError), rf"^{field}")
+       for field, value in RECIPE_VALUES.items()},
+    "train: something that is not a model":
+        (lambda: train("vit", SHAPES, QUICK), TypeError, r"model must be a torch\.nn\.Module, got 'vit'"),
+    "train: data that is a name":
+        (lambda: train(tiny_model(), "digits", QUICK), TypeError, r"data must be a DigitsSplit or an \(images"),
+    "train: images without channels":
+        (lambda: train(tiny_model(), (torch.rand(4, 8, 8), torch.zeros(4).long()), QUICK), ValueError,
+         r"train_images must be a tensor with 4 dimensions"),
+    "train: float labels":
+        (lambda: train(tiny_model(), (torch.rand(4, 1, 8, 8), torch.zeros(4)), QUICK), TypeError,
+         r"train_labels must be a 1-D integer tensor"),
+    "train: fewer labels than images":
+        (lambda: train(tiny_model(), (torch.rand(4, 1, 8, 8), torch.zeros(3).long()), QUICK), ValueError,
+         r"train_images has 4 images but train_labels has 3 labels; they must match"),
+    "train: no images":
+        (lambda: train(tiny_model(), (torch.rand(0, 1, 8, 8), torch.zeros(0).long()), QUICK), ValueError,
+         r"train_images is empty; pass at least one image"),
+    "train: labels beyond the model's classes":
+        (lambda: train(tiny_model(), (torch.rand(4, 1, 8, 8), torch.full((4,), 7)), QUICK), ValueError,
+         r"train_labels go from 7 to 7 but the model has num_classes=4; labels must lie in 0\.\.3"),
+    "train: a test set that is not a pair":
+        (lambda: train(tiny_model(), SHAPES, QUICK, test=SHAPES[0]), TypeError, r"test must be an \(images, labels\)"),
+    "train: an unknown recipe field":
+        (lambda: train(tiny_model(), SHAPES, QUICK, momentum=0.9), TypeError, r"Recipe has no field \['momentum'\]"),
+    "train: a recipe that is a dict":
+        (lambda: train(tiny_model(), SHAPES, {"epochs": 1}), TypeError, r"recipe must be a Recipe or None"),
+    "train: progress that is text":
+        (lambda: train(tiny_model(), SHAPES, QUICK, progress="yes"), TypeError,
+         r"progress must be True or False, got 'yes'"),
+    "get_recipe: an unknown name":
+        (lambda: get_recipe("imagenet"), ValueError, r"name must be one of 'digits', got 'imagenet'"),
+    "pick_device: an unknown device":
+        (lambda: pick_device("banana"), ValueError, r"device must be 'cpu', 'cuda', 'mps' or None"),
+    "evaluate: labels beyond the model's classes":
+        (lambda: evaluate(tiny_model(), SHAPES[0], torch.full((8,), 9)), ValueError,
+         r"labels go from 9 to 9 but the model has num_classes=4"),
+    "predict: images without a batch dimension":
+        (lambda: predict(tiny_model(), torch.rand(1, 8, 8)), ValueError, r"images must be a tensor with 4 dimensions"),
+    "predict: a batch size of 0":
+        (lambda: predict(tiny_model(), torch.rand(2, 1, 8, 8), batch_size=0), ValueError,
+         r"batch_size must be a positive int, got 0"),
+    "confusion_matrix: float labels":
+        (lambda: confusion_matrix(torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), 3), TypeError,
+         r"labels must be a 1-D integer tensor"),
+    "confusion_matrix: a prediction beyond the classes":
+        (lambda: confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 5]), 3), ValueError,
+         r"predictions must lie in 0\.\.2; pass the right num_classes"),
+    "confusion_matrix: fewer predictions than labels":
+        (lambda: confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 3), ValueError,
+         r"labels has 2 entries but predictions has 1"),
+    "fit_baseline: an unknown name":
+        (lambda: fit_baseline(load_digits_split(0), "forest"), ValueError,
+         r"name must be one of 'logistic', 'svc', got 'forest'"),
+    "fit_baseline: data that is not a split":
+        (lambda: fit_baseline(SHAPES), TypeError, r"split must be a DigitsSplit"),
+    "save_checkpoint: a plain module":
+        (lambda: save_checkpoint(nn.Linear(2, 2), "linear"), TypeError, r"model must be a vitsteps ViT"),
+    "save_checkpoint: metadata that is a list":
+        (lambda: save_checkpoint(tiny_model(), "tiny", metadata=["note"]), TypeError,
+         r"metadata must be a dict or None, got \['note'\]"),
+    "load_checkpoint: a path that is a number":
+        (lambda: load_checkpoint(3), TypeError, r"path must be a str or Path, got 3"),
+    "pretrained_path: an unknown checkpoint":
+        (lambda: pretrained_path("imagenet"), ValueError, r"name must be one of 'digits', got 'imagenet'"),
+}
 
 
-def test_training_figures_reject_bad_inputs() -> None:
-    with pytest.raises(TypeError, match="history"):
-        viz.plot_training_curves({"train_loss": [1.0]})
-    with pytest.raises(ValueError, match="empty"):
-        viz.plot_training_curves(History())
-    with pytest.raises(ValueError, match="matrix"):
-        viz.plot_confusion_matrix(torch.zeros(3, 4))
-    with pytest.raises(ValueError, match="predictions"):
-        viz.plot_misclassified(torch.rand(4, 1, 8, 8), torch.zeros(4).long(), torch.zeros(3).long())
-    with pytest.raises(ValueError, match="titles"):
-        viz.plot_image_grid(torch.rand(3, 1, 8, 8), titles=["a"])
-    with pytest.raises(TypeError, match="learning_rates"):
-        viz.plot_learning_rate([], steps_per_epoch=3)
-
-
-# --- bad inputs: one case each ---
-
-@pytest.mark.parametrize("override, name", [
-    ({"epochs": 0}, "epochs"), ({"epochs": 2.5}, "epochs"), ({"batch_size": 0}, "batch_size"),
-    ({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"lr": "fast"}, "lr"), ({"weight_decay": -0.1}, "weight_decay"),
-    ({"weight_decay": math.inf}, "weight_decay"), ({"warmup_epochs": 2}, "warmup_epochs"),
-    ({"warmup_epochs": -1}, "warmup_epochs"), ({"label_smoothing": 1.0}, "label_smoothing"),
-    ({"max_shift": -1}, "max_shift"), ({"shift_prob": 1.5}, "shift_prob"), ({"seed": -1}, "seed"),
-    ({"mixup_alpha": -0.2}, "mixup_alpha"), ({"mixup_alpha": "0.2"}, "mixup_alpha"),
-])
-def test_train_rejects_a_bad_recipe_value(shapes, override: dict, name: str) -> None:
-    with pytest.raises((ValueError, TypeError), match=name):
-        train(tiny_model(), shapes, QUICK, progress=False, **override)
-
-
-def test_train_rejects_something_that_is_not_a_model(shapes) -> None:
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        train("vit", shapes, QUICK)
-
-
-@pytest.mark.parametrize("data, error, match", [
-    ("digits", TypeError, "data must be"),
-    ((torch.rand(4, 8, 8), torch.zeros(4).long()), ValueError, "train_images"),
-    ((torch.rand(4, 1, 8, 8), torch.zeros(4)), TypeError, "train_labels must hold integer"),
-    ((torch.rand(4, 1, 8, 8), torch.zeros(3).long()), ValueError, "4 images but train_labels has 3"),
-    ((torch.rand(0, 1, 8, 8), torch.zeros(0).long()), ValueError, "empty"),
-    ((torch.rand(4, 1, 8, 8), torch.full((4,), 7)), ValueError, "num_classes=4"),
-])
-def test_train_rejects_bad_data(data: object, error: type, match: str) -> None:
-    with pytest.raises(error, match=match):
-        train(tiny_model(), data, QUICK, progress=False)
-
-
-def test_train_rejects_a_test_set_that_is_not_a_pair(shapes) -> None:
-    with pytest.raises(TypeError, match="test must be"):
-        train(tiny_model(), shapes, QUICK, test=shapes[0], progress=False)
-
-
-def test_train_rejects_an_unknown_recipe_field(shapes) -> None:
-    with pytest.raises(TypeError, match="no field"):
-        train(tiny_model(), shapes, QUICK, momentum=0.9)
-
-
-def test_train_rejects_a_recipe_of_the_wrong_type(shapes) -> None:
-    with pytest.raises(TypeError, match="recipe must be"):
-        train(tiny_model(), shapes, {"epochs": 1})
-
-
-def test_train_rejects_a_non_boolean_progress(shapes) -> None:
-    with pytest.raises(TypeError, match="progress"):
-        train(tiny_model(), shapes, QUICK, progress="yes")
-
-
-def test_unknown_recipe_name_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown recipe"):
-        get_recipe("imagenet")
-
-
-@pytest.mark.parametrize("device", ["banana", 3.5])
-def test_pick_device_rejects_unknown_devices(device: object) -> None:
-    with pytest.raises(ValueError, match="device"):
-        pick_device(device)
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_pick_device_rejects_cuda_when_absent() -> None:
-    with pytest.raises(ValueError, match="no CUDA"):
-        pick_device("cuda")
-
-
-def test_evaluate_rejects_labels_beyond_the_model_classes(shapes) -> None:
-    with pytest.raises(ValueError, match="num_classes=4"):
-        evaluate(tiny_model(), shapes[0], torch.full((48,), 9))
-
-
-def test_predict_rejects_images_without_a_batch_dimension() -> None:
-    with pytest.raises(ValueError, match="images"):
-        predict(tiny_model(), torch.rand(1, 8, 8))
-
-
-@pytest.mark.parametrize("labels, predictions, match", [
-    (torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), "labels"),
-    (torch.tensor([0, 1]), torch.tensor([0, 5]), "predictions"),
-    (torch.tensor([0, 1]), torch.tensor([0]), "entries"),
-])
-def test_confusion_matrix_rejects_bad_inputs(labels, predictions, match: str) -> None:
-    with pytest.raises((TypeError, ValueError), match=match):
-        confusion_matrix(labels, predictions, num_classes=3)
-
-
-def test_fit_baseline_rejects_an_unknown_name(digits) -> None:
-    with pytest.raises(ValueError, match="name must be one of"):
-        fit_baseline(digits, "forest")
-
-
-def test_fit_baseline_rejects_data_that_is_not_a_split(shapes) -> None:
-    with pytest.raises(TypeError, match="DigitsSplit"):
-        fit_baseline(shapes)
-
-
-def test_save_checkpoint_rejects_a_plain_module(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="vitsteps ViT"):
-        save_checkpoint(nn.Linear(2, 2), tmp_path / "linear")
-
-
-def test_save_checkpoint_rejects_metadata_that_is_not_a_dict(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="metadata"):
-        save_checkpoint(tiny_model(), tmp_path / "tiny", metadata=["note"])
-
-
-def test_unknown_shipped_checkpoint_is_rejected() -> None:
-    with pytest.raises(ValueError, match="no shipped checkpoint named 'imagenet'"):
-        pretrained_path("imagenet")
+def test_pick_device_refuses_cuda_when_absent() -> None:
+    assert_refused(lambda: pick_device("cuda"), ValueError, r"device='cuda' was asked for but torch sees no CUDA GPU")

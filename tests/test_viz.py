@@ -132,7 +132,7 @@ def test_patch_grid_rejects_a_patch_size_that_is_not_a_positive_int(patch_size, 
 
 
 def test_patch_grid_rejects_an_image_without_a_channel_dimension():
-    with pytest.raises(ValueError, match="image must have 3 dimensions"):
+    with pytest.raises(ValueError, match="image must be a tensor with 3 dimensions"):
         viz.plot_patch_grid(torch.rand(4, 4), 2)
 
 
@@ -178,7 +178,7 @@ def test_patch_sequence_rejects_patches_cut_with_another_patch_size():
 
 
 def test_patch_sequence_rejects_a_single_patch_without_the_sequence_dimension():
-    with pytest.raises(ValueError, match="patches must have 2 dimensions"):
+    with pytest.raises(ValueError, match="patches must be a tensor with 2 dimensions"):
         viz.plot_patch_sequence(torch.rand(4), 2)
 
 
@@ -203,7 +203,7 @@ def test_matrix_leaves_the_numbers_out_of_a_large_matrix_or_when_asked(shape, an
 
 
 def test_matrix_rejects_a_vector():
-    with pytest.raises(ValueError, match="matrix must have 2 dimensions"):
+    with pytest.raises(ValueError, match="matrix must be a tensor with 2 dimensions"):
         viz.plot_matrix(torch.rand(3))
 
 
@@ -243,7 +243,7 @@ def test_kernel_filters_name_non_rgb_channels_by_index():
 
 
 def test_kernel_filters_reject_a_flat_weight_matrix():
-    with pytest.raises(ValueError, match="kernel must have 4 dimensions"):
+    with pytest.raises(ValueError, match="kernel must be a tensor with 4 dimensions"):
         viz.plot_kernel_filters(torch.randn(4, 12))
 
 
@@ -301,7 +301,7 @@ def test_token_sequence_rejects_a_prefix_count_that_is_not_an_int(num_prefix_tok
 
 
 def test_token_sequence_rejects_a_single_token():
-    with pytest.raises(ValueError, match="tokens must have 3 dimensions"):
+    with pytest.raises(ValueError, match="tokens must be a tensor with 3 dimensions"):
         viz.plot_token_sequence(torch.randn(4))
 
 
@@ -361,7 +361,7 @@ def test_position_similarity_rejects_a_negative_prefix_count():
 
 
 def test_position_similarity_rejects_a_single_row():
-    with pytest.raises(ValueError, match="position_table must have 2 dimensions"):
+    with pytest.raises(ValueError, match="position_table must be a tensor with 2 dimensions"):
         viz.plot_position_similarity(torch.randn(8), 2)
 
 
@@ -416,7 +416,7 @@ def test_attention_heads_reject_the_wrong_number_of_token_labels():
 
 
 def test_attention_heads_reject_a_batch_of_several_samples():
-    with pytest.raises(ValueError, match="weights must have 3 dimensions"):
+    with pytest.raises(ValueError, match="weights must be a tensor with 3 dimensions"):
         viz.plot_attention_heads(softmax_rows(2, 2, 3, 3))
 
 
@@ -497,7 +497,7 @@ def test_class_scores_reject_a_label_outside_the_classes(label):
 
 
 def test_class_scores_reject_a_batch_of_several_samples():
-    with pytest.raises(ValueError, match="logits must have 1 dimensions"):
+    with pytest.raises(ValueError, match="logits must be a tensor with 1 dimensions"):
         viz.plot_class_scores(torch.randn(2, 3))
 
 
@@ -562,7 +562,7 @@ def test_patch_mosaic_rejects_patches_cut_with_another_patch_size():
 
 
 def test_patch_mosaic_rejects_a_single_patch():
-    with pytest.raises(ValueError, match="patches must have 2 dimensions"):
+    with pytest.raises(ValueError, match="patches must be a tensor with 2 dimensions"):
         viz.patch_mosaic(torch.rand(4), 2)
 
 
@@ -629,7 +629,7 @@ def test_patches_to_tokens_rejects_an_image_given_as_an_array():
 
 
 def test_patches_to_tokens_rejects_an_image_without_a_channel_dimension():
-    with pytest.raises(ValueError, match="image must have 3 dimensions"):
+    with pytest.raises(ValueError, match="image must be a tensor with 3 dimensions"):
         viz.plot_patches_to_tokens(torch.rand(4, 4), 2)
 
 
@@ -673,7 +673,7 @@ def test_token_assembly_rejects_a_count_that_is_not_a_positive_int(keyword, valu
 
 
 def test_token_assembly_rejects_a_batched_position_table():
-    with pytest.raises(ValueError, match="position_table must have 2 dimensions"):
+    with pytest.raises(ValueError, match="position_table must be a tensor with 2 dimensions"):
         viz.plot_token_assembly(2, 4, torch.randn(1, 6, 3))
 
 
@@ -727,7 +727,7 @@ def test_attention_on_image_rejects_weights_for_another_number_of_patches():
 
 
 def test_attention_on_image_rejects_the_weights_of_all_heads():
-    with pytest.raises(ValueError, match="weights must have 2 dimensions"):
+    with pytest.raises(ValueError, match="weights must be a tensor with 2 dimensions"):
         viz.plot_attention_on_image(torch.rand(1, 4, 4), softmax_rows(2, 5, 5), 2, 0)
 
 
@@ -946,7 +946,7 @@ def test_misclassified_rejects_a_max_images_that_is_not_a_positive_int(max_image
 
 
 def test_misclassified_rejects_a_single_image():
-    with pytest.raises(ValueError, match="images must have 4 dimensions"):
+    with pytest.raises(ValueError, match="images must be a tensor with 4 dimensions"):
         viz.plot_misclassified(torch.rand(1, 4, 4), torch.zeros(1).long(), torch.ones(1).long())
 
 
@@ -976,7 +976,7 @@ def test_cls_attention_grid_rejects_a_grid_that_does_not_tile_the_image():
 
 
 def test_cls_attention_grid_rejects_maps_without_the_layer_dimension():
-    with pytest.raises(ValueError, match="cls_maps must have 4 dimensions"):
+    with pytest.raises(ValueError, match="cls_maps must be a tensor with 4 dimensions"):
         viz.plot_cls_attention_grid(torch.rand(1, 8, 8), torch.rand(2, 4, 4))
 
 
@@ -1020,12 +1020,12 @@ def test_rollout_rejects_the_wrong_number_of_labels():
 
 
 def test_rollout_rejects_a_single_image():
-    with pytest.raises(ValueError, match="images must have 4 dimensions"):
+    with pytest.raises(ValueError, match="images must be a tensor with 4 dimensions"):
         viz.plot_rollout(torch.rand(1, 8, 8), torch.rand(1, 4, 4))
 
 
 def test_rollout_rejects_a_map_without_the_batch_dimension():
-    with pytest.raises(ValueError, match="rollout_maps must have 3 dimensions"):
+    with pytest.raises(ValueError, match="rollout_maps must be a tensor with 3 dimensions"):
         viz.plot_rollout(torch.rand(1, 1, 8, 8), torch.rand(4, 4))
 
 
@@ -1061,7 +1061,7 @@ def test_attention_distance_rejects_an_image_size_that_is_not_a_positive_int(ima
 
 
 def test_attention_distance_rejects_distances_of_one_layer_as_a_vector():
-    with pytest.raises(ValueError, match="distances must have 2 dimensions"):
+    with pytest.raises(ValueError, match="distances must be a tensor with 2 dimensions"):
         viz.plot_attention_distance(torch.rand(4))
 
 
@@ -1102,7 +1102,7 @@ def test_filter_components_reject_shares_that_are_not_one_per_component(share):
 
 
 def test_filter_components_reject_a_single_component():
-    with pytest.raises(ValueError, match="components must have 4 dimensions"):
+    with pytest.raises(ValueError, match="components must be a tensor with 4 dimensions"):
         viz.plot_filter_components(torch.rand(1, 2, 2))
 
 
@@ -1151,7 +1151,7 @@ def test_image_grid_rejects_a_per_row_that_is_not_a_positive_int(per_row, error)
 
 
 def test_image_grid_rejects_a_single_image():
-    with pytest.raises(ValueError, match="images must have 4 dimensions"):
+    with pytest.raises(ValueError, match="images must be a tensor with 4 dimensions"):
         viz.plot_image_grid(torch.rand(1, 4, 4))
 
 

@@ -23,16 +23,17 @@ def _check_attention(attention: object, name: str = "attention") -> torch.Tensor
     elif isinstance(attention, (list, tuple)) and attention:
         maps = list(attention)
     else:
-        raise TypeError(f"{name} must be a non-empty list of [B, h, L, L] tensors (one per layer), as returned "
-                        f"by model.attention_maps(images), got {type(attention).__name__}.")
+        _validate.fail(TypeError, name, "a non-empty list of [B, h, L, L] tensors (one per layer)", attention,
+                       "pass what model.attention_maps(images) returns")
     for index, weights in enumerate(maps):
         _validate.tensor(weights, f"{name}[{index}]", 4, "[B, h, L, L]")
         if weights.shape[-1] != weights.shape[-2]:
             raise ValueError(f"{name}[{index}] must be square in its last two dimensions [.., L, L], got "
-                             f"{tuple(weights.shape)}.")
+                             f"{tuple(weights.shape)}; pass self-attention weights, one row and column per token.")
         if weights.shape != maps[0].shape:
-            raise ValueError(f"every layer's attention must have the same shape; {name}[0] is "
-                             f"{tuple(maps[0].shape)} but {name}[{index}] is {tuple(weights.shape)}.")
+            raise ValueError(f"every layer's attention must have the same shape, but {name}[0] is "
+                             f"{tuple(maps[0].shape)} and {name}[{index}] is {tuple(weights.shape)}; pass the maps "
+                             f"of one model and one batch.")
     return torch.stack([weights.detach().float() for weights in maps])  # [depth, B, h, L, L]
 
 
@@ -79,15 +80,12 @@ def attention_rollout(attention: list[torch.Tensor], residual_weight: float = 0.
         `[B, L, L]` rollout; row 0 (CLS) without its first entry, reshaped to the grid, is the usual map.
     """
     maps = _check_attention(attention)  # [depth, B, h, L, L]
-    if isinstance(residual_weight, bool) or not isinstance(residual_weight, (int, float)) \
-            or not 0 <= residual_weight < 1:
-        raise ValueError(f"residual_weight must be a number in [0, 1), got {residual_weight!r}; 0.5 is usual.")
+    _validate.number_in(residual_weight, "residual_weight", 0, 1, high_open=True, example="0.5 (the usual)")
+    _validate.one_of(head_fusion, "head_fusion", ("mean", "max"))
     if head_fusion == "mean":
         fused = maps.mean(dim=2)  # [depth, B, L, L]
-    elif head_fusion == "max":
-        fused = maps.amax(dim=2)  # [depth, B, L, L]
     else:
-        raise ValueError(f"head_fusion must be 'mean' or 'max', got {head_fusion!r}.")
+        fused = maps.amax(dim=2)  # [depth, B, L, L]
     depth, B, L, _ = fused.shape
     identity = torch.eye(L).expand(B, L, L)  # [B, L, L]
     rollout = identity.clone()  # [B, L, L]
@@ -163,8 +161,7 @@ def position_similarity(position_table: torch.Tensor, grid_size: int | tuple[int
     if isinstance(position_table, torch.Tensor) and position_table.dim() == 3 and position_table.shape[0] == 1:
         position_table = position_table[0]  # [L, D]
     _validate.tensor(position_table, "position_table", 2, "[L, D]")
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
-        raise ValueError(f"num_prefix_tokens must be an int >= 0, got {num_prefix_tokens!r}.")
+    _validate.non_negative_int(num_prefix_tokens, "num_prefix_tokens", "pass 1 for a CLS token")
     rows, cols = _check_grid(grid_size, position_table.shape[0], num_prefix_tokens)
     patch_rows = position_table.detach().float()[num_prefix_tokens:]  # [N, D]
     unit = patch_rows / patch_rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N, D]

@@ -114,12 +114,11 @@ def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: ViTConfig
         A new dict for `ViT(config).load_state_dict(..., strict=True)`: `blocks.i.attn.qkv.weight` is
         `[3D, D]`, the query, key and value weights stacked in that order (and the biases `[3D]`).
     """
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}; "
-                        f"pass hf_model.state_dict() or the dict loaded from a checkpoint file.")
-    if config is not None and not isinstance(config, ViTConfig):
-        raise TypeError(f"config must be a vitsteps ViTConfig or None, got {type(config).__name__}; "
-                        f"make one from a Hugging Face config with config_from_hf(hf_config).")
+    _validate.instance(state_dict, "state_dict", Mapping, "a mapping of names to tensors",
+                       "pass hf_model.state_dict() or the dict loaded from a checkpoint file")
+    if config is not None:
+        _validate.instance(config, "config", ViTConfig, "a vitsteps ViTConfig or None",
+                           "make one from a Hugging Face config with config_from_hf(hf_config)")
     if not state_dict:
         raise ValueError("state_dict is empty; pass the weights of a Hugging Face ViT.")
     if "blocks.0.attn.qkv.weight" in state_dict or "pos_embed" in state_dict:
@@ -164,13 +163,13 @@ def _check_against(converted: dict[str, torch.Tensor], config: ViTConfig) -> Non
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     if missing or unexpected:
-        hint = ""
+        fix = "make the config with config_from_hf(hf_config)"
         if "head.weight" in missing:
-            hint = " The checkpoint has no classifier: build the model with num_classes=0."
+            fix = "the checkpoint has no classifier: build the model with num_classes=0"
         elif "head.weight" in unexpected:
-            hint = " The checkpoint has a classifier: set num_classes to its number of labels."
+            fix = "the checkpoint has a classifier: set num_classes to its number of labels"
         raise ValueError(f"the converted weights do not fit ViT({config}): missing {missing[:4]}, "
-                         f"unexpected {unexpected[:4]}.{hint} Make the config with config_from_hf(hf_config).")
+                         f"unexpected {unexpected[:4]}; {fix}.")
     for name, shape in expected.items():
         if tuple(converted[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(converted[name].shape)} in the checkpoint but "
@@ -193,8 +192,8 @@ def config_from_hf(hf_config: object, **overrides: object) -> ViTConfig:
         settings = hf_config.to_dict()
         settings["num_labels"] = getattr(hf_config, "num_labels", None)
     else:
-        raise TypeError(f"hf_config must be a transformers.ViTConfig or a dict from config.json, "
-                        f"got {type(hf_config).__name__}.")
+        _validate.fail(TypeError, "hf_config", "a transformers.ViTConfig or a dict from config.json", hf_config,
+                       "pass hf_model.config or json.load(open('config.json'))")
     model_type = settings.get("model_type", "vit")
     if model_type != "vit":
         raise ValueError(f"hf_config describes a {model_type!r} model, not 'vit'; only plain ViT checkpoints "
@@ -242,8 +241,7 @@ def change_image_size(model: ViT, img_size: int) -> ViT:
     Returns:
         A new `ViT` with `config.img_size == img_size`, in the same train/eval mode as `model`.
     """
-    if not isinstance(model, ViT):
-        raise TypeError(f"model must be a vitsteps.ViT, got {type(model).__name__}.")
+    _validate.instance(model, "model", ViT, "a vitsteps.ViT", "convert other models first (from_hf_state_dict)")
     _validate.positive_int(img_size, "img_size")
     config = dataclasses.replace(model.config, img_size=img_size)  # validates that patch_size divides it
     resized = ViT(config)

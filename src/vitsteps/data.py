@@ -1,16 +1,16 @@
 """Data for training: scikit-learn's bundled digits, a pixel-shift augmentation, and small synthetic images.
 
 The digits (1,797 grayscale images of 8x8 pixels, 10 classes) ship inside scikit-learn, so nothing is
-downloaded. `load_digits_split` makes a fixed stratified train/test split: the same seed gives the same split
-on every machine.
+downloaded. `load_digits` reads them once per process; `load_digits_split` makes a fixed stratified train/test
+split (the same seed gives the same split on every machine); `digit_image` picks one digit for the pictures.
 
 Shape legend: B batch, C channels, H W image.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,10 +42,30 @@ class DigitsSplit:
                 f"seed={self.seed}, test_size={self.test_size})")
 
 
-def _check_seed(seed: object, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {seed!r}; pass e.g. 0.")
-    return seed
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / _DIGITS_MAX_PIXEL  # [1797, 1, 8, 8]
+    return images, torch.as_tensor(bunch.target, dtype=torch.int64)  # [1797, 1, 8, 8], [1797]
+
+
+def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 bundled digits: `([1797, 1, 8, 8] images in [0, 1] (pixels / 16), [1797] int64 labels)`.
+
+    Read from scikit-learn once per process; each call returns new tensors.
+    """
+    images, labels = _digits()
+    return images.clone(), labels.clone()  # [1797, 1, 8, 8], [1797]
+
+
+def digit_image(digit: int = 3) -> torch.Tensor:
+    """The first image of class `digit` among the bundled digits, `[1, 1, 8, 8]` in [0, 1]."""
+    _validate.int_in(digit, "digit", 0, 9, "pass e.g. 3")
+    images, labels = _digits()
+    index = int(torch.nonzero(labels == digit)[0])
+    return images[index:index + 1].clone()  # [1, 1, 8, 8]
 
 
 def load_digits_split(seed: int = 0, test_size: float = 0.2) -> DigitsSplit:
@@ -58,22 +78,19 @@ def load_digits_split(seed: int = 0, test_size: float = 0.2) -> DigitsSplit:
     Returns:
         A `DigitsSplit` with `[n, 1, 8, 8]` images scaled to [0, 1] (pixels / 16) and int64 labels.
     """
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    _check_seed(seed)
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
-        raise ValueError(f"test_size must be a fraction strictly between 0 and 1, got {test_size!r}; "
-                         f"pass e.g. 0.2 to hold out a fifth of the images.")
-    digits = load_digits()
-    pixels = digits.images.astype(np.float32) / _DIGITS_MAX_PIXEL  # [1797, 8, 8]
+    _validate.non_negative_int(seed, "seed", "pass e.g. 0")
+    _validate.number_in(test_size, "test_size", 0, 1, low_open=True, high_open=True,
+                        example="0.2 to hold out a fifth of the images")
+    images, labels = _digits()
     train_x, test_x, train_y, test_y = train_test_split(
-        pixels, digits.target, test_size=test_size, random_state=seed, stratify=digits.target)
+        images.numpy(), labels.numpy(), test_size=test_size, random_state=seed, stratify=labels.numpy())
     return DigitsSplit(
-        train_images=torch.from_numpy(train_x).unsqueeze(1),  # [n_train, 1, 8, 8]
-        train_labels=torch.from_numpy(train_y).long(),  # [n_train]
-        test_images=torch.from_numpy(test_x).unsqueeze(1),  # [n_test, 1, 8, 8]
-        test_labels=torch.from_numpy(test_y).long(),  # [n_test]
+        train_images=torch.from_numpy(train_x).clone(),  # [n_train, 1, 8, 8]
+        train_labels=torch.from_numpy(train_y).clone(),  # [n_train]
+        test_images=torch.from_numpy(test_x).clone(),  # [n_test, 1, 8, 8]
+        test_labels=torch.from_numpy(test_y).clone(),  # [n_test]
         seed=seed, test_size=float(test_size))
 
 
@@ -96,11 +113,9 @@ def random_shift(images: torch.Tensor, max_shift: int = 1, generator: torch.Gene
     """
     _validate.tensor(images, "images", 4, "[B, C, H, W]")
     B, C, H, W = images.shape
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or not 0 <= max_shift < min(H, W):
-        raise ValueError(f"max_shift must be an int in 0..{min(H, W) - 1} for {H}x{W} images, got "
-                         f"{max_shift!r}; a pixel or two (1 or 2) keeps digits recognisable.")
-    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
-        raise ValueError(f"probability must be a number in [0, 1], got {probability!r}; pass e.g. 0.5.")
+    _validate.int_in(max_shift, "max_shift", 0, min(H, W) - 1,
+                     f"for {H}x{W} images a pixel or two (1 or 2) keeps digits recognisable")
+    _validate.number_in(probability, "probability", 0, 1, example="0.5")
     if max_shift == 0:
         return images.clone()
     offsets = torch.randint(-max_shift, max_shift + 1, (2, B), generator=generator)  # [2, B]
@@ -132,13 +147,10 @@ def synthetic_images(num_images: int = 64, img_size: int = 8, in_chans: int = 1,
         `([num_images, C, H, W] images clipped to [0, 1], [num_images] int64 labels)`.
     """
     _validate.positive_int(num_images, "num_images")
-    _validate.positive_int(img_size, "img_size")
     _validate.positive_int(in_chans, "in_chans")
-    _check_seed(seed)
-    if img_size < 4:
-        raise ValueError(f"img_size must be at least 4 to draw the shapes, got {img_size}; pass e.g. 8.")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
-        raise ValueError(f"noise must be a number in [0, 1), got {noise!r}; pass e.g. 0.05.")
+    _validate.int_in(img_size, "img_size", 4, None, "pass e.g. 8: the shapes need at least 4 pixels a side")
+    _validate.non_negative_int(seed, "seed", "pass e.g. 0")
+    _validate.number_in(noise, "noise", 0, 1, high_open=True, example="0.05")
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(len(SYNTHETIC_CLASSES), (num_images,), generator=generator)  # [num_images]
     canvas = torch.zeros(num_images, img_size, img_size)  # [num_images, H, W]

@@ -13,26 +13,6 @@ from torch import nn
 from . import _validate
 
 
-def _check_heads(dim: int, num_heads: int, dim_name: str = "embed_dim") -> None:
-    """Check that the token width `dim` (called `dim_name` by the caller) splits into `num_heads` heads."""
-    _validate.positive_int(dim, dim_name)
-    _validate.positive_int(num_heads, "num_heads")
-    if dim % num_heads:
-        divisors = [h for h in range(1, dim + 1) if dim % h == 0]
-        raise ValueError(f"{dim_name}={dim} is not divisible by num_heads={num_heads}: each head gets "
-                         f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
-
-
-def _mlp_hidden(dim: int, mlp_ratio: float) -> int:
-    """The MLP's hidden width `int(dim * mlp_ratio)`, checked to be at least 1."""
-    _validate.positive_number(mlp_ratio, "mlp_ratio", "4.0")
-    hidden = int(dim * mlp_ratio)
-    if hidden < 1:
-        raise ValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP hidden width of int({dim} * {mlp_ratio!r}) = "
-                         f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
-    return hidden
-
-
 def _check_tokens(x: object, dim: int, owner: str) -> None:
     """Check that `x` is floating `[B, L, D]` tokens of the width `dim` that `owner` was built for."""
     _validate.tensor(x, "x", 3, "[B, L, D]")
@@ -78,7 +58,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0) -> None:
         super().__init__()
-        _check_heads(dim, num_heads, "dim")
+        _validate.heads(dim, num_heads, "dim")
         _validate.probability(attn_drop, "attn_drop")
         _validate.probability(proj_drop, "proj_drop")
         self.num_heads = num_heads
@@ -145,8 +125,8 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        _check_heads(dim, num_heads, "dim")
-        hidden_dim = _mlp_hidden(dim, mlp_ratio)
+        _validate.heads(dim, num_heads, "dim")
+        hidden_dim = _validate.mlp_hidden(dim, mlp_ratio)
         _validate.probability(drop, "drop")
         _validate.probability(attn_drop, "attn_drop")
         _validate.positive_number(norm_eps, "norm_eps", "1e-6")
@@ -179,9 +159,9 @@ def build_torch_encoder(embed_dim: int, depth: int, num_heads: int, mlp_ratio: f
     Returns:
         An `nn.TransformerEncoder` mapping `[B, L, D]` to `[B, L, D]`.
     """
-    _check_heads(embed_dim, num_heads)
+    _validate.heads(embed_dim, num_heads)
     _validate.positive_int(depth, "depth")
-    hidden_dim = _mlp_hidden(embed_dim, mlp_ratio)
+    hidden_dim = _validate.mlp_hidden(embed_dim, mlp_ratio)
     _validate.probability(dropout, "dropout")
     _validate.positive_number(norm_eps, "norm_eps", "1e-6")
     layer = nn.TransformerEncoderLayer(d_model=embed_dim, nhead=num_heads,

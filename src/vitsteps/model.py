@@ -3,6 +3,9 @@
 Parameter names follow timm's `VisionTransformer` (`patch_embed.proj`, `cls_token`, `pos_embed`,
 `blocks.N.attn.qkv`, ..., `norm`, `head`), so a timm checkpoint loads with `load_state_dict`.
 
+`parameter_formula` and `vit_flops` count a configuration's parameters and floating-point operations on paper,
+without building it.
+
 Shape legend: B batch, C channels, H W image, N patches, L = N + 1 tokens, D model dim, h heads.
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 from torch import nn
 
 from . import _validate
-from .encoder import Block, _check_heads, _mlp_hidden
+from .encoder import Block
 from .patches import PatchEmbed
 from .tokens import prepend_cls_token, sincos_position_table
 
@@ -39,22 +42,16 @@ class ViTConfig:
     def __post_init__(self) -> None:
         for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
             _validate.positive_int(getattr(self, name), name)
-        classes_message = (f"num_classes must be an int >= 0, got {self.num_classes!r}; pass the number of "
-                           f"classes, or 0 for a model without a head.")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
-            raise TypeError(classes_message)
-        if self.num_classes < 0:
-            raise ValueError(classes_message)
+        _validate.non_negative_int(self.num_classes, "num_classes",
+                                   "pass the number of classes, or 0 for a model without a head")
         _validate.divides(self.patch_size, self.img_size, "patch_size", "side (img_size)")
-        _check_heads(self.embed_dim, self.num_heads)
-        _mlp_hidden(self.embed_dim, self.mlp_ratio)
+        _validate.heads(self.embed_dim, self.num_heads)
+        _validate.mlp_hidden(self.embed_dim, self.mlp_ratio)
         _validate.probability(self.drop_rate, "drop_rate")
         _validate.probability(self.attn_drop_rate, "attn_drop_rate")
-        if not isinstance(self.qkv_bias, bool):
-            raise TypeError(f"qkv_bias must be True or False, got {self.qkv_bias!r}; the paper uses True.")
-        if self.pos_embed not in ("learn", "sincos"):
-            raise ValueError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}; use 'learn' for the "
-                             f"paper's trained table or 'sincos' for a fixed one.")
+        _validate.flag(self.qkv_bias, "qkv_bias", "the paper uses True")
+        _validate.one_of(self.pos_embed, "pos_embed", ("learn", "sincos"),
+                         "use 'learn' for the paper's trained table or 'sincos' for a fixed one")
         if self.pos_embed == "sincos" and self.embed_dim % 4:
             raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
                              f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
@@ -104,26 +101,25 @@ PRESETS: dict[str, ViTConfig] = {
 
 def get_config(name: str, **overrides: object) -> ViTConfig:
     """A preset by name, with any field replaced, e.g. `get_config("vit_base", num_classes=10)`."""
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a preset name (str), got {type(name).__name__}; "
-                        f"choose one of {sorted(PRESETS)}.")
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    _validate.instance(name, "name", str, "a preset name (str)", f"choose one of {sorted(PRESETS)}")
+    _validate.one_of(name, "name", sorted(PRESETS))
     return _validate.replace_fields(PRESETS[name], overrides)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalars in a model's parameters."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    _validate.instance(model, "model", nn.Module, "a torch.nn.Module", "pass e.g. ViT(get_config('toy'))")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _config(config: object) -> ViTConfig:
+    return _validate.instance(config, "config", ViTConfig, "a ViTConfig",
+                              "use get_config('vit_base') or ViTConfig(...)")
 
 
 def parameter_formula(config: ViTConfig) -> dict[str, int]:
     """Parameters of each part of a ViT, counted on paper, without building it."""
-    if not isinstance(config, ViTConfig):
-        raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; "
-                        f"use get_config('vit_base') or ViTConfig(...).")
+    _config(config)
     D, H, K = config.embed_dim, config.mlp_hidden, config.num_classes
     depth = config.in_chans * config.patch_size ** 2
     block = (2 * D                                 # norm1
@@ -143,6 +139,43 @@ def parameter_formula(config: ViTConfig) -> dict[str, int]:
     return parts
 
 
+def vit_flops(config: ViTConfig) -> dict[str, int]:
+    """Floating-point operations for one image through a ViT, part by part, plus `"total"`.
+
+    A multiply-add counts as 2 FLOPs (as `torch.utils.flop_counter` counts); normalisations, softmax, GELU and
+    bias additions are left out. Papers often quote multiply-adds instead: half of these numbers.
+    """
+    _config(config)
+    N, L, D, hidden = config.num_patches, config.seq_len, config.embed_dim, config.mlp_hidden
+    parts = {
+        "patch_embed": 2 * N * config.in_chans * config.patch_size ** 2 * D,
+        "qkv": config.depth * 2 * L * D * 3 * D,
+        "attention": config.depth * 2 * (2 * L * L * D),  # q k^T and weights @ v, over all heads
+        "proj": config.depth * 2 * L * D * D,
+        "mlp": config.depth * 2 * (2 * L * D * hidden),
+        "head": 2 * D * config.num_classes,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def init_weights(model: nn.Module) -> None:
+    """timm's initialisation of a ViT-like `model` (one with `cls_token` and `pos_embed`): truncated normal
+    (std 0.02) for the position table (when trained) and every linear weight, zero biases, unit LayerNorms,
+    and a CLS token of std 1e-6."""
+    if model.pos_embed.requires_grad:
+        nn.init.trunc_normal_(model.pos_embed, std=0.02)
+    nn.init.normal_(model.cls_token, std=1e-6)
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:  # qkv_bias=False leaves qkv without one
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ViT(nn.Module):
     """A Vision Transformer: patches, CLS token, positions, pre-norm blocks, final norm, head on CLS.
 
@@ -155,9 +188,8 @@ class ViT(nn.Module):
         super().__init__()
         if config is None:
             config = ViTConfig()
-        if not isinstance(config, ViTConfig):
-            raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; "
-                            f"use ViT(get_config('digits')) or ViT(ViTConfig(...)).")
+        _validate.instance(config, "config", ViTConfig, "a ViTConfig",
+                           "use ViT(get_config('digits')) or ViT(ViTConfig(...))")
         config = _validate.replace_fields(config, overrides)
         self.config = config
         D = config.embed_dim
@@ -177,18 +209,8 @@ class ViT(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """timm's initialisation: truncated normal (std 0.02) for tokens and linear weights."""
-        if self.pos_embed.requires_grad:
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:  # qkv_bias=False leaves qkv without one
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        """timm's initialisation (`init_weights`)."""
+        init_weights(self)
 
     def forward_features(self, image: torch.Tensor, return_attention: bool = False
                          ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
@@ -226,5 +248,3 @@ class ViT(nn.Module):
             _, attention = self.forward_features(image, return_attention=True)
         return attention
 
-
-from .convert import from_hf_state_dict  # noqa: E402,F401  (re-exported: vitsteps.model.from_hf_state_dict)

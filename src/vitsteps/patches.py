@@ -117,7 +117,8 @@ def patches_to_image(patches: torch.Tensor, patch_size: int, image_size: int | t
     if N != (H // patch_size) * (W // patch_size) or depth % (patch_size * patch_size):
         raise ValueError(f"patches of shape {tuple(patches.shape)} do not tile a {H}x{W} image with "
                          f"patch_size={patch_size}: expected N={(H // patch_size) * (W // patch_size)} and "
-                         f"a last dimension that is a multiple of {patch_size * patch_size}.")
+                         f"a last dimension that is a multiple of {patch_size * patch_size}; pass the patches "
+                         f"image_to_patches cut from an image of this size with this patch_size.")
     columns = patches.transpose(-1, -2)  # [B, C*P*P, N]
     return F.fold(columns, output_size=(H, W), kernel_size=patch_size, stride=patch_size)  # [B, C, H, W]
 

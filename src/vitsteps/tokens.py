@@ -50,9 +50,8 @@ def add_position_embedding(tokens: torch.Tensor, position_table: torch.Tensor,
         `[B, L, D]` tokens that now carry their position.
     """
     _validate.tensor(tokens, "tokens", 3, "[B, L, D]")
-    if not isinstance(position_table, torch.Tensor):
-        raise TypeError(f"position_table must be a torch.Tensor [max_num_token, D], "
-                        f"got {type(position_table).__name__}; make it with torch.randn(max_num_token, D).")
+    _validate.instance(position_table, "position_table", torch.Tensor, "a torch.Tensor [max_num_token, D]",
+                       "make it with torch.randn(max_num_token, D)")
     table = position_table[0] if position_table.dim() == 3 and position_table.shape[0] == 1 else position_table
     _validate.tensor(table, "position_table", 2, "[max_num_token, D]")
     B, L, D = tokens.shape
@@ -63,13 +62,11 @@ def add_position_embedding(tokens: torch.Tensor, position_table: torch.Tensor,
         raise ValueError(f"the sequence has {L} tokens but position_table has only {table.shape[0]} rows "
                          f"(max_num_token={table.shape[0]}); use a table with at least {L} rows, or fewer "
                          f"patches (a larger patch_size).")
+    _validate.one_of(mode, "mode", ("broadcast", "tile"), "use 'broadcast' (both give the same numbers)")
     if mode == "broadcast":
         position_embedding = table[:L].unsqueeze(0)  # [1, L, D]
-    elif mode == "tile":
-        position_embedding = torch.tile(table[:L], (B, 1, 1))  # [B, L, D]
     else:
-        raise ValueError(f"mode must be 'broadcast' or 'tile', got {mode!r}; use 'broadcast' (both give the "
-                         f"same numbers).")
+        position_embedding = torch.tile(table[:L], (B, 1, 1))  # [B, L, D]
     return tokens + position_embedding  # [B, L, D]
 
 
@@ -121,9 +118,8 @@ def resample_position_table(position_table: torch.Tensor, new_grid: int | tuple[
     Returns:
         A table of the same number of dimensions, with `prefix + new_rows*new_cols` rows.
     """
-    if not isinstance(position_table, torch.Tensor):
-        raise TypeError(f"position_table must be a torch.Tensor [L, D] or [1, L, D], "
-                        f"got {type(position_table).__name__}; pass the model's pos_embed.")
+    _validate.instance(position_table, "position_table", torch.Tensor, "a torch.Tensor [L, D] or [1, L, D]",
+                       "pass the model's pos_embed")
     if position_table.dim() not in (2, 3) or (position_table.dim() == 3 and position_table.shape[0] != 1):
         raise ValueError(f"position_table must be [L, D] or [1, L, D], got shape {tuple(position_table.shape)}; "
                          f"pass one table, e.g. model.pos_embed.")

@@ -37,17 +37,6 @@ from .model import ViT, ViTConfig, get_config
 CHECKPOINT_DIR = "checkpoints"  # inside the vitsteps package
 
 
-def _number_in(value: object, name: str, low: float, high: float | None, example: str) -> float:
-    """`value` if it is a real number with `low <= value` (and `value < high`), else raise naming `name`."""
-    bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number {bound}, got {value!r} of type {type(value).__name__}; "
-                        f"pass e.g. {example}.")
-    if not (value >= low and (high is None or value < high)) or math.isinf(value):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}; pass e.g. {example}.")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to train: everything but the model. Defaults are a reasonable start for a small ViT."""
@@ -67,18 +56,16 @@ class Recipe:
         _validate.positive_int(self.epochs, "epochs")
         _validate.positive_int(self.batch_size, "batch_size")
         _validate.positive_number(self.lr, "lr", "1e-3")
-        _number_in(self.weight_decay, "weight_decay", 0.0, None, "0.05")
+        _validate.number_in(self.weight_decay, "weight_decay", 0, example="0.05")
         _validate.non_negative_int(self.warmup_epochs, "warmup_epochs")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} leaves no epoch for the cosine decay with "
                              f"epochs={self.epochs}; pass warmup_epochs < epochs, e.g. 2.")
-        _number_in(self.label_smoothing, "label_smoothing", 0.0, 1.0, "0.1")
+        _validate.number_in(self.label_smoothing, "label_smoothing", 0, 1, high_open=True, example="0.1")
         _validate.non_negative_int(self.max_shift, "max_shift")
-        if isinstance(self.shift_prob, bool) or not isinstance(self.shift_prob, (int, float)) \
-                or not 0 <= self.shift_prob <= 1:
-            raise ValueError(f"shift_prob must be a probability in [0, 1], got {self.shift_prob!r}; pass e.g. 0.5.")
+        _validate.number_in(self.shift_prob, "shift_prob", 0, 1, example="0.5")
         _validate.non_negative_int(self.seed, "seed")
-        _number_in(self.mixup_alpha, "mixup_alpha", 0.0, None, "0.2")
+        _validate.number_in(self.mixup_alpha, "mixup_alpha", 0, example="0.2")
 
 
 RECIPES: dict[str, Recipe] = {
@@ -91,8 +78,7 @@ RECIPES: dict[str, Recipe] = {
 
 def get_recipe(name: str = "digits", **overrides: object) -> Recipe:
     """A recipe by name, with any field replaced, e.g. `get_recipe("digits", epochs=5)`."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}.")
+    _validate.one_of(name, "name", sorted(RECIPES))
     return _validate.replace_fields(RECIPES[name], overrides)
 
 
@@ -141,8 +127,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'mps' or None (pick automatically), got {device!r}.") \
-            from error
+        raise ValueError(f"device must be 'cpu', 'cuda', 'mps' or None, got {device!r}; pass None to pick the "
+                         f"best one present.") from error
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; pass device='cpu' or None.")
     if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -151,20 +137,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def _check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
-                        f"build one with ViT(get_config('digits')).")
-    return model
+    return _validate.instance(model, "model", nn.Module, "a torch.nn.Module",
+                              "build one with ViT(get_config('digits'))")
 
 
 def _check_labelled(images: object, labels: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     _validate.tensor(images, f"{name}_images", 4, "[n, C, H, W]")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
-        raise TypeError(f"{name}_labels must be a 1-D torch.Tensor of class indices [n], got "
-                        f"{getattr(labels, 'shape', type(labels).__name__)}.")
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise TypeError(f"{name}_labels must hold integer class indices, got dtype {labels.dtype}; "
-                        f"convert with .long().")
+    _validate.labels(labels, f"{name}_labels")
     if len(images) != len(labels):
         raise ValueError(f"{name}_images has {len(images)} images but {name}_labels has {len(labels)} labels; "
                          f"they must match one to one.")
@@ -181,12 +160,13 @@ def _split_data(data: object, test: object) -> tuple[tuple[torch.Tensor, torch.T
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         train_part = tuple(data)
     else:
-        raise TypeError(f"data must be a DigitsSplit or an (images [n, C, H, W], labels [n]) pair, got "
-                        f"{type(data).__name__}; use load_digits_split().")
+        _validate.fail(TypeError, "data", "a DigitsSplit or an (images [n, C, H, W], labels [n]) pair", data,
+                       "use load_digits_split()")
     train_part = _check_labelled(*train_part, "train")
     if test is not None:
         if not (isinstance(test, (tuple, list)) and len(test) == 2):
-            raise TypeError(f"test must be an (images, labels) pair or None, got {type(test).__name__}.")
+            _validate.fail(TypeError, "test", "an (images, labels) pair or None", test,
+                           "pass (split.test_images, split.test_labels)")
         test = _check_labelled(*test, "test")
     return train_part, test
 
@@ -252,11 +232,9 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
     _check_model(model)
     if recipe is None:
         recipe = RECIPES["digits"]
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe or None, got {type(recipe).__name__}; use get_recipe('digits').")
+    _validate.instance(recipe, "recipe", Recipe, "a Recipe or None", "use get_recipe('digits')")
     recipe = _validate.replace_fields(recipe, overrides)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}.")
+    _validate.flag(progress, "progress")
     (train_images, train_labels), test = _split_data(data, test)
     _check_classes(model, train_labels, "train_labels")
     if test is not None:
@@ -354,13 +332,12 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
     """Counts `[K, K]`: row = true class, column = predicted class."""
     _validate.positive_int(num_classes, "num_classes")
     for name, value in (("labels", labels), ("predictions", predictions)):
-        if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.is_floating_point():
-            raise TypeError(f"{name} must be a 1-D integer tensor [n], got "
-                            f"{getattr(value, 'shape', type(value).__name__)}.")
+        _validate.labels(value, name)
         if len(value) and (value.min() < 0 or value.max() >= num_classes):
             raise ValueError(f"{name} must lie in 0..{num_classes - 1}; pass the right num_classes.")
     if len(labels) != len(predictions):
-        raise ValueError(f"labels has {len(labels)} entries but predictions has {len(predictions)}.")
+        raise ValueError(f"labels has {len(labels)} entries but predictions has {len(predictions)}; pass one "
+                         f"prediction per label.")
     flat = labels.long() * num_classes + predictions.long()  # [n]
     return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)  # [K, K]
 
@@ -374,12 +351,10 @@ def fit_baseline(split: DigitsSplit, name: str = "svc") -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import SVC
 
-    if not isinstance(split, DigitsSplit):
-        raise TypeError(f"split must be a DigitsSplit, got {type(split).__name__}; use load_digits_split().")
+    _validate.instance(split, "split", DigitsSplit, "a DigitsSplit", "use load_digits_split()")
     models = {"svc": lambda: SVC(kernel="rbf", C=10.0, gamma=0.001 * 16 ** 2),
               "logistic": lambda: LogisticRegression(C=1.0, max_iter=5000)}
-    if name not in models:
-        raise ValueError(f"name must be one of {sorted(models)}, got {name!r}.")
+    _validate.one_of(name, "name", sorted(models))
     train_x = split.train_images.reshape(len(split.train_images), -1).numpy()  # [n_train, H*W]
     test_x = split.test_images.reshape(len(split.test_images), -1).numpy()  # [n_test, H*W]
     classifier = models[name]().fit(train_x, split.train_labels.numpy())
@@ -405,8 +380,7 @@ def train_digits(split: DigitsSplit | None = None, config: ViTConfig | None = No
     split = load_digits_split(0) if split is None else split
     config = get_config("digits") if config is None else config
     recipe = get_recipe("digits", **overrides) if recipe is None else dataclasses.replace(recipe, **overrides)
-    if not isinstance(config, ViTConfig):
-        raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; use get_config('digits').")
+    _validate.instance(config, "config", ViTConfig, "a ViTConfig", "use get_config('digits')")
     seed_everything(recipe.seed)
     model = ViT(config)
     history = train(model, split, recipe, device=device, progress=progress)
@@ -414,8 +388,7 @@ def train_digits(split: DigitsSplit | None = None, config: ViTConfig | None = No
 
 
 def _checkpoint_files(path: str | Path) -> tuple[Path, Path]:
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"path must be a str or Path, got {type(path).__name__}.")
+    _validate.instance(path, "path", (str, Path), "a str or Path", "pass e.g. 'checkpoints/digits'")
     base = Path(path)
     if base.suffix in (".pt", ".json"):
         base = base.with_suffix("")
@@ -428,11 +401,10 @@ def save_checkpoint(model: ViT, path: str | Path, metadata: dict[str, object] | 
     Returns:
         The two paths written.
     """
-    if not isinstance(model, ViT):
-        raise TypeError(f"model must be a vitsteps ViT (its config is saved beside the weights), "
-                        f"got {type(model).__name__}.")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}.")
+    _validate.instance(model, "model", ViT, "a vitsteps ViT (its config is saved beside the weights)",
+                       "build it with ViT(config)")
+    if metadata is not None:
+        _validate.instance(metadata, "metadata", dict, "a dict or None", "pass e.g. {'epochs': 150}")
     weights_path, config_path = _checkpoint_files(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
@@ -512,8 +484,7 @@ def pretrained_path(name: str = "digits") -> Path:
     folder = resources.files("vitsteps") / CHECKPOINT_DIR
     available = sorted(Path(str(p)).stem for p in folder.iterdir() if str(p).endswith(".pt")) \
         if folder.is_dir() else []
-    if name not in available:
-        raise ValueError(f"no shipped checkpoint named {name!r}; available: {available}.")
+    _validate.one_of(name, "name", available, f"the shipped checkpoints are {available}")
     return Path(str(folder / name))
 
 

@@ -1,4 +1,5 @@
-"""Weight parity with Hugging Face `transformers`: the same weights give the same logits and attention.
+"""vitsteps.convert: Hugging Face weights give the same logits and attention in `vitsteps.ViT`, a model moves to
+another image size with its position table resampled, and bad input is named.
 
 The reference models are built here from a random configuration (nothing is downloaded).
 """
@@ -9,9 +10,10 @@ import sys
 
 import pytest
 import torch
+from helpers import assert_refused, refusal_cases
 
-from vitsteps import ViT, ViTConfig
-from vitsteps.convert import HF_NAME_MAP, config_from_hf, from_hf_state_dict
+from vitsteps import ViT, ViTConfig, resample_position_table
+from vitsteps.convert import HF_NAME_MAP, change_image_size, config_from_hf, from_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
 
@@ -151,76 +153,136 @@ def test_config_from_hf_reads_a_config_json_dict():
                                num_heads=4, mlp_ratio=4.0, norm_eps=1e-12)
 
 
-# ------------------------------------------------------------------ bad input
+# ------------------------------------------------------------------ another image size
+
+CONFIG = ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depth=2, num_heads=4)
 
 
-def test_config_from_hf_refuses_the_tanh_gelu():
-    with pytest.raises(ValueError, match="hidden_act='gelu_new'.*exact GELU"):
-        config_from_hf(transformers.ViTConfig(**{**SMALL, "hidden_act": "gelu_new"}))
-
-
-def test_config_from_hf_refuses_non_square_images():
-    with pytest.raises(ValueError, match="image_size.*not square"):
-        config_from_hf({"image_size": [32, 16], "patch_size": 8})
-
-
-def test_config_from_hf_refuses_other_architectures():
-    with pytest.raises(ValueError, match="'deit'"):
-        config_from_hf({"model_type": "deit"})
-
-
-def test_config_from_hf_refuses_a_non_config():
-    with pytest.raises(TypeError, match="hf_config"):
-        config_from_hf(42)
-
-
-def test_from_hf_state_dict_refuses_a_non_mapping():
-    with pytest.raises(TypeError, match="state_dict must be a mapping"):
-        from_hf_state_dict([("classifier.weight", torch.zeros(2, 2))])
-
-
-def test_from_hf_state_dict_refuses_an_empty_dict():
-    with pytest.raises(ValueError, match="empty"):
-        from_hf_state_dict({})
-
-
-def test_from_hf_state_dict_refuses_a_non_tensor_value():
-    with pytest.raises(TypeError, match="'classifier.weight' holds list"):
-        from_hf_state_dict({"classifier.weight": [[0.0]]})
-
-
-def test_from_hf_state_dict_refuses_a_wrong_config_type():
-    with pytest.raises(TypeError, match="config must be a vitsteps ViTConfig"):
-        from_hf_state_dict(hf_model(**SMALL).state_dict(), config=transformers.ViTConfig(**SMALL))
-
-
-def test_from_hf_state_dict_names_an_unknown_tensor():
-    state = dict(hf_model(**SMALL).state_dict())
-    state["vit.encoder.extra.weight"] = torch.zeros(1)
-    with pytest.raises(ValueError, match="'vit.encoder.extra.weight'.*HF_NAME_MAP"):
-        from_hf_state_dict(state)
-
-
-def test_from_hf_state_dict_names_a_missing_value_projection():
-    state = dict(hf_model(**SMALL).state_dict())
-    del state["vit.layers.0.attention.v_proj.weight"]
-    with pytest.raises(ValueError, match=r"blocks.0.attn.qkv.weight.*\['v_proj'\] are missing"):
-        from_hf_state_dict(state)
-
-
-def test_from_hf_state_dict_sends_timm_names_to_load_state_dict():
-    with pytest.raises(ValueError, match="load it directly"):
-        from_hf_state_dict(ViT(ViTConfig(img_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)).state_dict())
-
-
-def test_from_hf_state_dict_says_when_the_config_has_the_wrong_number_of_classes():
-    hf = hf_model(**SMALL)
-    with pytest.raises(ValueError, match=r"head.weight has shape \(10, 24\).*\(5, 24\)"):
-        from_hf_state_dict(hf.state_dict(), config_from_hf(hf.config, num_classes=5))
-
-
-def test_from_hf_state_dict_says_when_the_checkpoint_has_no_classifier():
+@pytest.fixture
+def small_model() -> ViT:
     torch.manual_seed(0)
-    backbone = transformers.ViTModel(transformers.ViTConfig(**SMALL), add_pooling_layer=False)
-    with pytest.raises(ValueError, match="no classifier: build the model with num_classes=0"):
-        from_hf_state_dict(backbone.state_dict(), config_from_hf(backbone.config))
+    return ViT(CONFIG).eval()
+
+
+def test_a_model_built_for_8x8_runs_on_16x16_after_resampling(small_model):
+    images = torch.rand(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="resample its position table"):
+        small_model(images)
+    resized = change_image_size(small_model, 16)
+    assert resized.config.img_size == 16 and resized.config.grid_size == 8
+    assert resized.pos_embed.shape == (1, 1 + 64, 32)
+    logits = resized(images)
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_resampling_keeps_the_cls_row_and_copies_every_other_weight(small_model):
+    resized = change_image_size(small_model, 16)
+    assert torch.equal(resized.pos_embed[0, 0], small_model.pos_embed[0, 0])
+    ours, theirs = small_model.state_dict(), resized.state_dict()
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours if name != "pos_embed")
+
+
+def test_the_resampled_table_is_the_bicubic_table_of_the_patch_grid(small_model):
+    resized = change_image_size(small_model, 12)
+    expected = resample_position_table(small_model.pos_embed.detach(), new_grid=6, old_grid=4)
+    assert torch.equal(resized.pos_embed.detach(), expected)
+
+
+def test_resampling_to_the_same_size_changes_nothing(small_model):
+    images = torch.rand(3, 1, 8, 8)
+    same = change_image_size(small_model, 8)
+    assert torch.allclose(same.pos_embed, small_model.pos_embed, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(same(images), small_model(images), atol=1e-5)
+
+
+def test_a_table_that_grows_along_the_columns_still_grows_after_upsampling(small_model):
+    with torch.no_grad():
+        columns = torch.arange(4.0).repeat(4)  # [N], the column index of each patch
+        small_model.pos_embed[0, 1:] = columns[:, None]
+    resized = change_image_size(small_model, 16)
+    grid = resized.pos_embed[0, 1:, 0].reshape(8, 8)  # [rows, cols] of feature 0
+    assert (grid[:, 1:] >= grid[:, :-1]).all()  # still increasing left to right
+    assert torch.allclose(grid, grid[:1].expand(8, 8))  # and the same on every row
+
+
+def test_a_sincos_model_gets_the_sincos_table_of_its_new_grid():
+    torch.manual_seed(0)
+    model = ViT(CONFIG, pos_embed="sincos")
+    resized = change_image_size(model, 16)
+    assert torch.equal(resized.pos_embed, ViT(CONFIG, pos_embed="sincos", img_size=16).pos_embed)
+
+
+def test_the_resized_model_keeps_the_training_mode(small_model):
+    assert not change_image_size(small_model, 16).training
+    assert change_image_size(small_model.train(), 16).training
+
+
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+
+def _state(**changes: object) -> dict[str, torch.Tensor]:
+    state = dict(hf_model(**SMALL).state_dict())
+    for name, value in changes.items():
+        if value is None:
+            del state[name]
+        else:
+            state[name] = value
+    return state
+
+
+def _backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return transformers.ViTModel(transformers.ViTConfig(**SMALL), add_pooling_layer=False)
+
+
+REFUSED = {
+    "config_from_hf: the tanh GELU":
+        (lambda: config_from_hf(transformers.ViTConfig(**{**SMALL, "hidden_act": "gelu_new"})), ValueError,
+         r"hf_config has hidden_act='gelu_new', but vitsteps\.ViT uses exact GELU"),
+    "config_from_hf: images that are not square":
+        (lambda: config_from_hf({"image_size": [32, 16], "patch_size": 8}), ValueError,
+         r"hf_config\.image_size=\[32, 16\] is not square"),
+    "config_from_hf: another architecture":
+        (lambda: config_from_hf({"model_type": "deit"}), ValueError, r"hf_config describes a 'deit' model, not 'vit'"),
+    "config_from_hf: a number":
+        (lambda: config_from_hf(42), TypeError, r"hf_config must be a transformers\.ViTConfig or a dict from "
+                                                r"config\.json, got 42"),
+    "from_hf_state_dict: a list of pairs":
+        (lambda: from_hf_state_dict([("classifier.weight", torch.zeros(2, 2))]), TypeError,
+         r"state_dict must be a mapping of names to tensors"),
+    "from_hf_state_dict: an empty dict":
+        (lambda: from_hf_state_dict({}), ValueError, r"state_dict is empty; pass the weights of a Hugging Face ViT"),
+    "from_hf_state_dict: a value that is not a tensor":
+        (lambda: from_hf_state_dict({"classifier.weight": [[0.0]]}), TypeError,
+         r"state_dict must map str names to tensors; entry 'classifier\.weight' holds list"),
+    "from_hf_state_dict: a Hugging Face config":
+        (lambda: from_hf_state_dict(_state(), config=transformers.ViTConfig(**SMALL)), TypeError,
+         r"config must be a vitsteps ViTConfig or None"),
+    "from_hf_state_dict: an unknown tensor":
+        (lambda: from_hf_state_dict(_state(**{"vit.encoder.extra.weight": torch.zeros(1)})), ValueError,
+         r"'vit\.encoder\.extra\.weight'.*HF_NAME_MAP"),
+    "from_hf_state_dict: a missing value projection":
+        (lambda: from_hf_state_dict(_state(**{"vit.layers.0.attention.v_proj.weight": None})), ValueError,
+         r"blocks\.0\.attn\.qkv\.weight.*\['v_proj'\] are missing"),
+    "from_hf_state_dict: weights that already have timm names":
+        (lambda: from_hf_state_dict(ViT(ViTConfig(img_size=8, patch_size=4, embed_dim=8, depth=1,
+                                                  num_heads=2)).state_dict()), ValueError, r"load it directly"),
+    "from_hf_state_dict: a config with another number of classes":
+        (lambda: from_hf_state_dict(_state(), config_from_hf(transformers.ViTConfig(**SMALL), num_classes=5)),
+         ValueError, r"head\.weight has shape \(10, 24\).*\(5, 24\)"),
+    "from_hf_state_dict: a checkpoint without a classifier":
+        (lambda: from_hf_state_dict(_backbone().state_dict(), config_from_hf(_backbone().config)), ValueError,
+         r"no classifier: build the model with num_classes=0"),
+    "change_image_size: a size the patches do not divide":
+        (lambda: change_image_size(ViT(CONFIG), 15), ValueError, r"patch_size=2 does not divide"),
+    "change_image_size: a size of 0":
+        (lambda: change_image_size(ViT(CONFIG), 0), ValueError, r"img_size must be a positive int, got 0"),
+    "change_image_size: another model type":
+        (lambda: change_image_size(torch.nn.Linear(2, 2), 16), TypeError, r"model must be a vitsteps\.ViT"),
+}
+
+
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)
