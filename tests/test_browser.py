@@ -1,14 +1,16 @@
-"""A real browser: JupyterLab in headless Chromium runs notebook 01, and the patch explorer answers the keyboard.
+"""A real browser: JupyterLab in headless Chromium runs the patch explorer, and the explorer answers the keyboard.
 
 JupyterLab is started from this environment (`sys.executable`) on 127.0.0.1 with an empty token, temporary
-config, data and settings folders, on a copy of `notebooks/01_patches_unfold.ipynb` (outputs cleared), so the
-tracked notebook is never saved over. Chromium (Debian's `/usr/bin/chromium`, driven by `playwright`) opens it,
-runs all cells from the Run menu, moves the patch-size slider with the arrow keys and checks that the shapes
-shown are those the package computes for the new patch size, and that a patch size that does not divide the image
-shows the package's message. The server is stopped by its PID and every process it started is gone afterwards.
+config, data and settings folders, on a notebook written for the test: the import and the one call of notebook
+01's *Play* cell (nbval runs the whole of notebook 01 already). Chromium (Debian's `/usr/bin/chromium`, driven
+by `playwright`) opens it, runs all cells from the Run menu, moves the patch-size slider with the arrow keys and
+checks that the shapes shown are those the package computes for the new patch size, and that a patch size that
+does not divide the image shows the package's message. The server is stopped by its PID and every process it
+started is gone afterwards.
 
 Without `/usr/bin/chromium` the test is skipped, unless `VITSTEPS_REQUIRE_BROWSER=1` (CI) makes that a failure.
-Set `VITSTEPS_SCREENSHOT=path.png` to save a screenshot of the explorer in JupyterLab.
+Set `VITSTEPS_SCREENSHOT=path.png` to save a screenshot of the explorer in JupyterLab; the test then runs a copy of
+the whole of `notebooks/01_patches_unfold.ipynb` (outputs cleared), as the README's picture shows it.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vitsteps.widgets import patch_pipeline_shapes
+from vitsteps.teach.explorers.compute import patch_pipeline_shapes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,8 +58,8 @@ def _browser_or_skip() -> None:
 
 
 def _notebook_with_the_explorer(folder: Path) -> Path:
-    """notebook 01 copied with its outputs cleared, or, until it has a patch_explorer() cell, a small stand-in."""
-    if NOTEBOOK.is_file() and "patch_explorer(" in NOTEBOOK.read_text(encoding="utf-8"):
+    """The explorer's cell alone; for a screenshot, notebook 01 copied with its outputs cleared."""
+    if os.environ.get("VITSTEPS_SCREENSHOT"):
         notebook = nbformat.read(NOTEBOOK, as_version=4)
         for cell in notebook.cells:
             if cell.cell_type == "code":
@@ -66,14 +68,22 @@ def _notebook_with_the_explorer(folder: Path) -> Path:
     else:
         notebook = nbformat.v4.new_notebook(cells=[
             nbformat.v4.new_markdown_cell("# Patches\nMove the patch size."),
-            nbformat.v4.new_code_cell("from vitsteps.widgets import patch_explorer"),
-            nbformat.v4.new_code_cell("patch_explorer()"),
+            nbformat.v4.new_code_cell("from vitsteps.teach.explorers import patch_explorer"),
+            nbformat.v4.new_code_cell(_play_cell()),
         ])
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                            "language": "python"}
     path = folder / NOTEBOOK.name
     nbformat.write(notebook, path)
     return path
+
+
+def _play_cell() -> str:
+    """The source of notebook 01's cell that shows the patch explorer."""
+    for cell in nbformat.read(NOTEBOOK, as_version=4).cells:
+        if cell.cell_type == "code" and "patch_explorer(" in cell.source:
+            return cell.source
+    raise AssertionError(f"{NOTEBOOK.name} has no cell that calls patch_explorer()")
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ REQUIRE_SANDBOX = os.environ.get("VITSTEPS_REQUIRE_SANDBOX") == "1"
 if not REQUIRE_SANDBOX:
     pytest.importorskip("nbgrader", reason="the instructor extra (nbgrader) is not installed")
 
-from vitsteps.checks import CheckFailed  # noqa: E402
+from vitsteps.teach.checks import CheckFailed  # noqa: E402
 from vitcourse import grading, sandbox  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

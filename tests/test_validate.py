@@ -174,6 +174,8 @@ def test_replace_fields():
                    r"^Settings has no field \['epoch'\]; its fields are \['epochs'\]")
 
 
-def test_a_long_value_is_shown_short_and_a_tensor_by_its_shape():
+def test_a_value_is_shown_short_a_tensor_by_its_shape_and_never_by_its_address():
     assert len(_validate.shown(list(range(1000)))) < 40
     assert _validate.shown(torch.zeros(2, 3)) == "a tensor of shape (2, 3) and dtype torch.float32"
+    assert _validate.shown(len) == "the function len" and _validate.shown(dict) == "the class dict"
+    assert _validate.shown(object()) == "an object object"

@@ -19,10 +19,14 @@ _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdi
 
 
 def shown(value: object) -> str:
-    """A value as an error message shows it: short, and tensors by their shape and dtype."""
+    """A value as an error message shows it: short, tensors by their shape and dtype, and never a memory address."""
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return _SHORT.repr(value)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"the {'class' if isinstance(value, type) else 'function'} {value.__qualname__}"
+    text = _SHORT.repr(value)
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name} object" if " at 0x" in text else text
 
 
 def fail(error: type[Exception], name: str, requirement: str, value: object, fix: str) -> NoReturn:

@@ -162,7 +162,9 @@ def vit_flops(config: ViTConfig) -> dict[str, int]:
 def init_weights(model: nn.Module) -> None:
     """timm's initialisation of a ViT-like `model` (one with `cls_token` and `pos_embed`): truncated normal
     (std 0.02) for the position table (when trained) and every linear weight, zero biases, unit LayerNorms,
-    and a CLS token of std 1e-6."""
+    and a CLS token of std 1e-6. A model on the meta device holds shapes only and is left as it is."""
+    if model.cls_token.is_meta:
+        return
     if model.pos_embed.requires_grad:
         nn.init.trunc_normal_(model.pos_embed, std=0.02)
     nn.init.normal_(model.cls_token, std=1e-6)

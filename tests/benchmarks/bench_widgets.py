@@ -28,7 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from vitsteps import widgets  # noqa: E402  (after choosing the backend)
+from vitsteps.teach.explorers import compute, widgets  # noqa: E402  (after choosing the backend)
 
 BUDGET_MS = 150.0
 
@@ -46,7 +46,7 @@ def _moves() -> dict[str, tuple[widgets.Explorer, Callable[[widgets.Explorer, in
         explorer.controls["query"].value = 1 + r % 16
 
     def calculator(explorer: widgets.Explorer, r: int) -> None:
-        widgets._counted_parameters.cache_clear()  # no help from earlier moves: count a freshly built model
+        compute._counted_parameters.cache_clear()  # no help from earlier moves: count a freshly built model
         explorer.controls["depth"].value = 13 if r % 2 == 0 else 12
 
     return {

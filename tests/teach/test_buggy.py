@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_refused, refusal_cases
 from torch import nn
 
 from vitsteps import ViT, get_config, image_to_patches
-from vitsteps.buggy import BUGS, BuggyBlock, BuggyViT, patchify_with_view
 from vitsteps.encoder import Block
-from vitsteps.properties import run_checks
+from vitsteps.teach.buggy import BUGS, BuggyBlock, BuggyViT, patchify_with_view
+from vitsteps.teach.properties import run_checks
 
 CONFIG = get_config("toy")  # the original article's model: 3x8x8 images, 4x4 patches, D=8, 8 heads, 6 layers
 
@@ -106,29 +107,36 @@ def test_every_bug_is_described_and_points_at_known_properties(images):
         assert bug.description and set(bug.caught_by) <= names
 
 
-# ------------------------------------------------------------------ bad input
+def test_the_buggy_model_starts_from_vits_initialisation():
+    torch.manual_seed(0)
+    buggy = BuggyViT(CONFIG, bugs=())
+    torch.manual_seed(0)
+    reference = ViT(CONFIG)
+    assert torch.equal(buggy.pos_embed, reference.pos_embed) and torch.equal(buggy.cls_token, reference.cls_token)
+    assert torch.equal(buggy.blocks[0].attn.qkv.bias, torch.zeros(3 * CONFIG.embed_dim))
+    assert 0.01 < float(buggy.blocks[0].mlp.fc1.weight.detach().std()) < 0.03
 
 
-def test_an_unknown_bug_is_refused():
-    with pytest.raises(ValueError, match="unknown bug.*'typo'"):
-        BuggyViT(CONFIG, bugs=["typo"])
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+REFUSED = {
+    "BuggyViT: an unknown bug":
+        (lambda: BuggyViT(CONFIG, bugs=["typo"]), ValueError, r"bugs must be one of 'patchify_view', .*got 'typo'"),
+    "BuggyViT: a single bug name as a string":
+        (lambda: BuggyViT(CONFIG, bugs="post_norm"), TypeError, r"pass \['post_norm'\]"),
+    "BuggyViT: a config that is a dict":
+        (lambda: BuggyViT({"img_size": 8}), TypeError, r"config must be a ViTConfig"),
+    "BuggyViT: a batch size of 0":
+        (lambda: BuggyViT(CONFIG, batch_size=0), ValueError, r"batch_size must be a positive int"),
+    "BuggyViT: images without a batch dimension":
+        (lambda: BuggyViT(CONFIG)(torch.rand(3, 8, 8)), ValueError, r"images must be a tensor with 4 dimensions"),
+    "BuggyBlock: an unknown bug":
+        (lambda: BuggyBlock(8, 2, bugs=["pre_norm"]), ValueError, r"bugs must be one of"),
+    "patchify_with_view: a patch size that does not divide":
+        (lambda: patchify_with_view(torch.rand(2, 3, 8, 8), 3), ValueError, r"patch_size=3 does not divide"),
+}
 
 
-def test_a_single_bug_name_as_a_string_is_refused():
-    with pytest.raises(TypeError, match=r"pass \['post_norm'\]"):
-        BuggyViT(CONFIG, bugs="post_norm")
-
-
-def test_a_config_of_the_wrong_type_is_refused():
-    with pytest.raises(TypeError, match="ViTConfig"):
-        BuggyViT({"img_size": 8})
-
-
-def test_a_batch_size_of_zero_is_refused():
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        BuggyViT(CONFIG, batch_size=0)
-
-
-def test_patchify_with_view_refuses_a_patch_size_that_does_not_divide(images):
-    with pytest.raises(ValueError, match="patch_size=3 does not divide"):
-        patchify_with_view(images, 3)
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

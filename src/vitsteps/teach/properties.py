@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _validate
-from .patches import patches_to_image
+from .. import _validate
+from ..patches import patches_to_image
 
 __all__ = ["PropertyResult", "batch_independence", "format_results", "gradients_reach", "initial_loss_near_log_k",
-           "input_sensitivity", "patch_order", "patch_round_trip", "permute_patches", "position_sensitivity",
-           "pre_norm_residual", "run_checks"]
+           "input_sensitivity", "patch_order", "patch_round_trip", "permute_patches", "pixel_span",
+           "position_sensitivity", "pre_norm_residual", "run_checks"]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -91,8 +91,8 @@ def _error(error: Exception) -> str:
 
 def _check_model(model: object, name: str = "model") -> None:
     if not callable(model):
-        raise TypeError(f"{name} must be callable (images [B, C, H, W] -> logits [B, K]), "
-                        f"got {type(model).__name__}; pass e.g. a vitsteps.ViT.")
+        _validate.fail(TypeError, name, "callable (images [B, C, H, W] -> logits [B, K])", model,
+                       "pass e.g. a vitsteps.ViT")
 
 
 def _check_images(images: object, min_batch: int = 1) -> torch.Tensor:
@@ -242,8 +242,8 @@ def permute_patches(images: torch.Tensor, patch_size: int, permutation: Sequence
     N = (H // patch_size) * (W // patch_size)
     order = torch.arange(N - 1, -1, -1) if permutation is None else torch.as_tensor(permutation)  # [N]
     if order.shape != (N,) or not torch.equal(order.sort().values, torch.arange(N)):
-        raise ValueError(f"permutation must reorder the {N} patches (each of 0..{N - 1} once), "
-                         f"got {order.tolist()}.")
+        _validate.fail(ValueError, "permutation", f"a new order of the {N} patches (each of 0..{N - 1} once)",
+                       order.tolist(), "pass e.g. torch.randperm(N)")
     patches = F.unfold(images, kernel_size=patch_size, stride=patch_size)  # [B, C*P*P, N]
     return patches_to_image(patches[:, :, order].transpose(1, 2), patch_size, (H, W))  # [B, C, H, W]
 
@@ -291,21 +291,20 @@ def gradients_reach(model: nn.Module, images: torch.Tensor, names: Sequence[str]
         images: `[B, C, H, W]`.
         names: parameter names or glob patterns (`"blocks.*.norm2.*"`); every trainable parameter when omitted.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module to have parameters, got {type(model).__name__}.")
+    _validate.instance(model, "model", nn.Module, "a torch.nn.Module (one with parameters)",
+                       "pass e.g. a vitsteps.ViT")
     _check_images(images)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if names is not None:
         if isinstance(names, str):
-            raise TypeError(f"names must be a list of names or patterns, got the string {names!r}; "
-                            f"pass [{names!r}].")
+            _validate.fail(TypeError, "names", "a list of names or patterns", names, f"pass [{names!r}]")
         unmatched = [pattern for pattern in names if not any(fnmatch.fnmatchcase(n, pattern) for n, _ in named)]
         if unmatched:
-            raise ValueError(f"no trainable parameter matches {unmatched}; the names are "
-                             f"{[n for n, _ in named][:8]}...")
+            raise ValueError(f"names must match trainable parameters, but nothing matches {unmatched}; the "
+                             f"names are {[n for n, _ in named][:8]}...")
         named = [(n, p) for n, p in named if any(fnmatch.fnmatchcase(n, pattern) for pattern in names)]
     if not named:
-        raise ValueError("the model has no trainable parameters to check.")
+        raise ValueError("model has no trainable parameters to check; pass a model with requires_grad parameters.")
     try:
         with _evaluating(model):
             logits = model(images)  # [B, K]
@@ -350,7 +349,7 @@ def initial_loss_near_log_k(model: Model, images: torch.Tensor, num_classes: int
     K = logits.shape[-1] if num_classes is None else _validate.positive_int(num_classes, "num_classes")
     if K < 2 or logits.shape[-1] != K:
         raise ValueError(f"num_classes={K} must be at least 2 and match the logits' last dimension "
-                         f"{logits.shape[-1]}.")
+                         f"{logits.shape[-1]}; leave it out to read it off the logits.")
     labels = torch.randint(K, (images.shape[0],), generator=torch.Generator().manual_seed(seed))  # [B]
     loss = F.cross_entropy(logits, labels).item()
     target = math.log(K)
@@ -394,15 +393,17 @@ def pre_norm_residual(block: Callable[[torch.Tensor], torch.Tensor], tokens: tor
                           f"the residual path is clean (pre-norm).")
 
 
-def _describe_patch(values: torch.Tensor, H: int, W: int) -> str:
-    """Which rows and columns of channel 0 the pixels of one patch come from (values are pixel indices)."""
-    pixels = values.long() % (H * W)  # [C*P*P], indices within one channel
-    rows, cols = sorted(set((pixels // W).tolist())), sorted(set((pixels % W).tolist()))
+def pixel_span(pixels: torch.Tensor, H: int, W: int) -> str:
+    """Which rows and columns of an `H x W` image the flat pixel indices `pixels` (`c*H*W + row*W + col`) cover,
+    e.g. "rows 0-3, columns 4-7"; a set with gaps is listed, e.g. "rows 0, 2, 4"."""
 
     def span(items: list[int]) -> str:
-        return f"{items[0]}" if len(items) == 1 else f"{items[0]}-{items[-1]}"
+        if items == list(range(items[0], items[-1] + 1)):
+            return f"{items[0]}-{items[-1]}" if len(items) > 1 else f"{items[0]}"
+        return ", ".join(str(item) for item in items[:6]) + (", ..." if len(items) > 6 else "")
 
-    return f"rows {span(rows)}, columns {span(cols)}"
+    within = pixels.long() % (H * W)  # [n], indices within one channel
+    return f"rows {span(sorted(set((within // W).tolist())))}, columns {span(sorted(set((within % W).tolist())))}"
 
 
 def patch_order(patchify: Callable[[torch.Tensor, int], torch.Tensor], images: torch.Tensor, patch_size: int
@@ -438,8 +439,8 @@ def patch_order(patchify: Callable[[torch.Tensor, int], torch.Tensor], images: t
     if wrong.any():
         n = int(wrong[0].nonzero()[0]) if wrong[0].any() else int(wrong.any(0).nonzero()[0])
         return PropertyResult("patch_order", False, f"{int(wrong.sum())} of {B * N} patches hold the wrong pixels; "
-                              f"patch {n} should cover {_describe_patch(expected[0, n], H, W)} but covers "
-                              f"{_describe_patch(patches[0, n], H, W)}.")
+                              f"patch {n} should cover {pixel_span(expected[0, n], H, W)} but covers "
+                              f"{pixel_span(patches[0, n], H, W)}.")
     return PropertyResult("patch_order", True, f"each of the {N} patches holds its own {P}x{P} square, "
                           f"in reading order.")
 
@@ -505,7 +506,8 @@ def run_checks(model: nn.Module, images: torch.Tensor, *, patch_size: int | None
     if block is not None:
         D = getattr(getattr(model, "config", None), "embed_dim", None)
         if D is None:
-            raise ValueError("pass block= together with a model that has config.embed_dim.")
+            raise ValueError("block needs tokens of the model's width, but the model has no config.embed_dim; "
+                             "pass block=None, or a model with a config.")
         generator = torch.Generator().manual_seed(0)
         tokens = torch.randn(images.shape[0], 5, D, generator=generator)  # [B, L, D]
         results.append(pre_norm_residual(block, tokens))
@@ -515,8 +517,9 @@ def run_checks(model: nn.Module, images: torch.Tensor, *, patch_size: int | None
 
 def format_results(results: Sequence[PropertyResult]) -> str:
     """The verdicts as an aligned text table, one line per property, with a count at the end."""
-    if not all(isinstance(result, PropertyResult) for result in results):
-        raise TypeError("results must be PropertyResult objects, e.g. the list from run_checks(model, images).")
+    for result in results:
+        _validate.instance(result, "results", PropertyResult, "a list of PropertyResult objects",
+                           "pass the list run_checks(model, images) returns")
     width = max((len(result.name) for result in results), default=0)
     lines = [f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.detail}" for r in results]
     lines.append(f"{sum(r.passed for r in results)} of {len(results)} checks pass.")

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from . import _validate
-from .encoder import Attention, Mlp
-from .model import ViTConfig, get_config
-from .tokens import prepend_cls_token
+from .. import _validate
+from ..encoder import Attention, Mlp
+from ..model import ViTConfig, get_config, init_weights
+from ..tokens import prepend_cls_token
 
 
 class Bug(NamedTuple):
@@ -55,11 +55,10 @@ BUGS: dict[str, Bug] = {
 
 def _check_bugs(bugs: Iterable[str]) -> frozenset[str]:
     if isinstance(bugs, str):
-        raise TypeError(f"bugs must be a collection of bug names, got the string {bugs!r}; pass [{bugs!r}].")
+        _validate.fail(TypeError, "bugs", "a collection of bug names", bugs, f"pass [{bugs!r}]")
     chosen = frozenset(bugs)
-    unknown = sorted(chosen - set(BUGS))
-    if unknown:
-        raise ValueError(f"unknown bug(s) {unknown}; choose from {list(BUGS)}.")
+    for bug in sorted(chosen):
+        _validate.one_of(bug, "bugs", list(BUGS))
     return chosen
 
 
@@ -144,8 +143,7 @@ class BuggyViT(nn.Module):
                  batch_size: int = 4) -> None:
         super().__init__()
         config = get_config("toy") if config is None else config
-        if not isinstance(config, ViTConfig):
-            raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}; use get_config('toy').")
+        _validate.instance(config, "config", ViTConfig, "a ViTConfig", "use get_config('toy')")
         self.config = config
         self.bugs = _check_bugs(bugs)
         _validate.positive_int(batch_size, "batch_size")
@@ -159,12 +157,7 @@ class BuggyViT(nn.Module):
                                     for _ in range(config.depth))
         self.norm = nn.LayerNorm(D, eps=config.norm_eps)
         self.head = nn.Linear(D, config.num_classes)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+        init_weights(self)  # ViT's own initialisation
 
     def patchify(self, images: torch.Tensor, patch_size: int | None = None) -> torch.Tensor:
         """Images `[B, C, H, W]` to flattened patches `[B, N, C*P*P]` (with the `patchify_view` bug if on)."""

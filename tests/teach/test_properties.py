@@ -1,17 +1,17 @@
-"""The property checks: a correct ViT has every property, and each check catches the violation it names."""
+"""vitsteps.teach.properties: a correct ViT has every property, each check catches the violation it names, and bad
+input is named."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from helpers import assert_refused, refusal_cases
 from torch import nn
 
 from vitsteps import ViT, build_torch_encoder, get_config, image_to_patches
 from vitsteps.encoder import Block
-from vitsteps.properties import (
+from vitsteps.teach.properties import (
     PropertyResult,
     batch_independence,
     format_results,
@@ -21,6 +21,7 @@ from vitsteps.properties import (
     patch_order,
     patch_round_trip,
     permute_patches,
+    pixel_span,
     position_sensitivity,
     pre_norm_residual,
     run_checks,
@@ -143,10 +144,9 @@ def test_permuting_patches_of_the_image_permutes_the_patch_tokens(images):
 # ------------------------------------------------------------------ patches
 
 
-@settings(max_examples=25, deadline=None)
-@given(batch=st.integers(1, 3), channels=st.integers(1, 3), grid_h=st.integers(1, 4), grid_w=st.integers(1, 4),
-       patch_size=st.integers(1, 4))
-def test_patches_to_image_undoes_image_to_patches(batch, channels, grid_h, grid_w, patch_size):
+@pytest.mark.parametrize(("batch", "channels", "grid_h", "grid_w", "patch_size"),
+                         [(1, 1, 1, 1, 1), (2, 3, 2, 4, 2), (3, 2, 4, 1, 3), (1, 3, 3, 3, 4), (2, 1, 1, 4, 2)])
+def test_the_patch_checks_pass_the_packages_patches_for_any_shape(batch, channels, grid_h, grid_w, patch_size):
     images = torch.randn(batch, channels, grid_h * patch_size, grid_w * patch_size)
     assert patch_round_trip(image_to_patches, images, patch_size).passed
     assert patch_order(image_to_patches, images, patch_size).passed
@@ -232,69 +232,65 @@ def test_a_post_norm_block_normalises_the_shift_away():
     assert not result.passed and "post-norm" in result.detail
 
 
-# ------------------------------------------------------------------ bad input
+def test_pixel_span_names_rows_and_columns_and_lists_gaps():
+    square = torch.tensor([0, 1, 8, 9])  # rows 0-1, columns 0-1 of an 8x8 image
+    assert pixel_span(square, 8, 8) == "rows 0-1, columns 0-1"
+    assert pixel_span(square + 64, 8, 8) == "rows 0-1, columns 0-1"  # the same square in channel 1
+    assert pixel_span(torch.tensor([0, 16, 32]), 8, 8) == "rows 0, 2, 4, columns 0"
 
 
-def test_a_model_that_is_not_callable_is_refused(images):
-    with pytest.raises(TypeError, match="model must be callable"):
-        batch_independence("model", images)
+# --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
+
+MODEL = ViT(CONFIG).eval()
+IMAGES = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+REFUSED = {
+    "batch_independence: a model that is text":
+        (lambda: batch_independence("model", IMAGES), TypeError, r"model must be callable \(images"),
+    "batch_independence: a batch of one":
+        (lambda: batch_independence(MODEL, IMAGES[:1]), ValueError,
+         r"images must hold at least 2 samples for this property, got a batch of 1"),
+    "input_sensitivity: images without a batch dimension":
+        (lambda: input_sensitivity(MODEL, torch.rand(1, 8, 8)), ValueError,
+         r"images must be a tensor with 4 dimensions.*unsqueeze\(0\)"),
+    "input_sensitivity: two identical images":
+        (lambda: input_sensitivity(MODEL, torch.zeros(2, 1, 8, 8)), ValueError,
+         r"images\[0\] and images\[1\] are identical; pass two different images"),
+    "position_sensitivity: a plain function without a patch size":
+        (lambda: position_sensitivity(lambda x: x.mean((2, 3)), IMAGES), ValueError,
+         r"patch_size is needed: this model has no config\.patch_size; pass patch_size=P"),
+    "permute_patches: an order that is not a permutation":
+        (lambda: permute_patches(IMAGES, 2, [0] * 16), ValueError,
+         r"permutation must be a new order of the 16 patches \(each of 0\.\.15 once\), got \[0, 0, "),
+    "permute_patches: a patch size that does not divide":
+        (lambda: permute_patches(IMAGES, 3), ValueError, r"patch_size=3 does not divide"),
+    "gradients_reach: a plain function":
+        (lambda: gradients_reach(lambda x: x, IMAGES), TypeError, r"model must be a torch\.nn\.Module"),
+    "gradients_reach: a single name as a string":
+        (lambda: gradients_reach(MODEL, IMAGES, "pos_embed"), TypeError, r"pass \['pos_embed'\]"),
+    "gradients_reach: names that match nothing":
+        (lambda: gradients_reach(MODEL, IMAGES, ["position_table"]), ValueError,
+         r"names must match trainable parameters, but nothing matches \['position_table'\]"),
+    "gradients_reach: a model without trainable parameters":
+        (lambda: gradients_reach(nn.Flatten(), IMAGES), ValueError, r"model has no trainable parameters to check"),
+    "initial_loss_near_log_k: another number of classes":
+        (lambda: initial_loss_near_log_k(MODEL, IMAGES, num_classes=7), ValueError,
+         r"num_classes=7 must be at least 2 and match the logits' last dimension 10"),
+    "pre_norm_residual: images for tokens":
+        (lambda: pre_norm_residual(Block(16, 4), torch.rand(2, 1, 8, 8)), ValueError,
+         r"tokens must be a tensor with 3 dimensions"),
+    "patch_order: a patchify that is not callable":
+        (lambda: patch_order(None, IMAGES, 2), TypeError, r"patchify must be callable"),
+    "patch_round_trip: a patch size of 0":
+        (lambda: patch_round_trip(image_to_patches, IMAGES, 0), ValueError, r"patch_size must be a positive int"),
+    "run_checks: a block with a model without a config":
+        (lambda: run_checks(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), IMAGES, patch_size=4, block=Block(16, 4)),
+         ValueError,
+         r"block needs tokens of the model's width, but the model has no config\.embed_dim"),
+    "format_results: booleans":
+        (lambda: format_results([True, False]), TypeError, r"results must be a list of PropertyResult objects"),
+}
 
 
-def test_images_without_a_batch_dimension_are_refused(model):
-    with pytest.raises(ValueError, match=r"images must be a tensor with 4 dimensions.*unsqueeze\(0\)"):
-        input_sensitivity(model, torch.rand(1, 8, 8))
-
-
-def test_batch_independence_needs_two_samples(model):
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        batch_independence(model, torch.rand(1, 1, 8, 8))
-
-
-def test_input_sensitivity_needs_two_different_images(model):
-    with pytest.raises(ValueError, match="identical"):
-        input_sensitivity(model, torch.zeros(2, 1, 8, 8))
-
-
-def test_position_sensitivity_needs_a_patch_size_for_a_plain_function(images):
-    with pytest.raises(ValueError, match="pass patch_size=P"):
-        position_sensitivity(lambda x: x.mean((2, 3)), images)
-
-
-def test_permute_patches_refuses_a_non_permutation(images):
-    with pytest.raises(ValueError, match="each of 0..15 once"):
-        permute_patches(images, 2, [0] * 16)
-
-
-def test_permute_patches_refuses_a_patch_size_that_does_not_divide(images):
-    with pytest.raises(ValueError, match="patch_size=3 does not divide"):
-        permute_patches(images, 3)
-
-
-def test_gradients_reach_needs_a_module(images):
-    with pytest.raises(TypeError, match="torch.nn.Module"):
-        gradients_reach(lambda x: x, images)
-
-
-def test_gradients_reach_refuses_a_single_string(model, images):
-    with pytest.raises(TypeError, match=r"pass \['pos_embed'\]"):
-        gradients_reach(model, images, "pos_embed")
-
-
-def test_gradients_reach_refuses_names_that_match_nothing(model, images):
-    with pytest.raises(ValueError, match="no trainable parameter matches"):
-        gradients_reach(model, images, ["position_table"])
-
-
-def test_initial_loss_refuses_a_wrong_number_of_classes(model, images):
-    with pytest.raises(ValueError, match="num_classes=7"):
-        initial_loss_near_log_k(model, images, num_classes=7)
-
-
-def test_pre_norm_residual_refuses_images_for_tokens():
-    with pytest.raises(ValueError, match=r"tokens must be a tensor with 3 dimensions"):
-        pre_norm_residual(Block(16, 4), torch.rand(2, 1, 8, 8))
-
-
-def test_format_results_refuses_other_objects():
-    with pytest.raises(TypeError, match="PropertyResult"):
-        format_results([True, False])
+@refusal_cases(REFUSED)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
+    assert_refused(call, error, words)

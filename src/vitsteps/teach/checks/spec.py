@@ -1,0 +1,436 @@
+"""An exercise as data, and the one loop that checks a student's function against it.
+
+An `Exercise` says how to make its `Case`s (from a seeded generator), what the right answer is (a reference written
+without the package's stage code), and which classic `Mistake`s to recognise by their output. `verdict` compares
+one output (and its gradients) with the reference and returns what is wrong with a hint, or None; it calls no
+student code, so a grader can run it in its own process on outputs it received as plain data. `run` is the
+student-side loop: for each case it calls the function on copies of the arguments, watches for calls the exercise
+rules out, asks `verdict`, checks that the arguments were left as they were, and raises `CheckFailed` on the first
+problem or prints one line when everything passes.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import math
+import operator
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+GRADIENT_SEED = 1234  # seeds the fixed random weights W of the gradient check, sum(output * W)
+_ORDINALS = ("first", "second", "third", "fourth")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to check a function on.
+
+    Attributes:
+        label: how messages name the case, e.g. "B=1, C=3, H=8, W=8, patch_size=4"; cases that share a label
+            count as one configuration.
+        args: tensors (float32/float64/int64/bool), ints, floats, bools, strings, None, tuples or lists of those,
+            a `vitsteps.ViTConfig` or a `torch.nn.Linear`.
+        kwargs: keyword arguments, of the same types.
+        grad_args: positions of the arguments (tensors or `nn.Linear`) whose gradients are compared as well.
+        note: what a failure on this case alone most likely means, shown when no known mistake matches.
+    """
+
+    label: str
+    args: tuple
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    grad_args: tuple[int, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic mistake, recognised by its output.
+
+    Attributes:
+        name: e.g. "view without permute".
+        imitate: what the wrong code returns on the same arguments; inside a returned tuple, None matches anything.
+        hint: names the mistake and where to look, without giving the solution's code.
+    """
+
+    name: str
+    imitate: Callable[..., object]
+    hint: str
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise: the function students write, how to check it, and where it sits in the series.
+
+    Attributes:
+        name: the function students write; `check`'s first argument.
+        notebook: notebook stem, e.g. "01_patches_unfold".
+        grade_id: nbgrader grade id of the solution cell, e.g. "ex01_image_to_patches".
+        make_cases: the cases, the same for the same generator seed.
+        reference: the right answer, written without the package's code for this stage (`references`).
+        mistakes: known classic mistakes, tried in order when an output differs.
+        forbidden: dotted names a solution must not call, e.g. "torch.nn.functional.unfold".
+        package_reference: the vitsteps callables that already solve it (calling them is refused too).
+        rtol, atol: how close an output must be to the reference (`torch.allclose`).
+        signature: the call students write, for `names()`.
+        outputs: names of the returned values, for messages ("logits", "loss").
+        passes: what the pass line says was checked.
+        explain: for a wrong output that no mistake matches, a hint worked out from the case and the output.
+    """
+
+    name: str
+    notebook: str
+    grade_id: str
+    make_cases: Callable[[torch.Generator], list[Case]]
+    reference: Callable[..., object]
+    mistakes: tuple[Mistake, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    package_reference: tuple[str, ...] = ()
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    signature: str = ""
+    outputs: tuple[str, ...] = ("output",)
+    passes: tuple[str, ...] = ()
+    explain: Callable[[Case, object], str | None] | None = None
+
+    @property
+    def arg_names(self) -> list[str]:
+        """The names of the function's arguments, as the reference calls them."""
+        return list(inspect.signature(self.reference).parameters)
+
+
+class CheckFailed(AssertionError):
+    """A self-check found a problem. Jupyter renders it as its message alone, without a traceback.
+
+    It is still an error, so the cell stops there and an autograder scores the cell 0.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython prints instead of a traceback: the message, in red."""
+        return [f"\x1b[31m{line}\x1b[0m" if index == 0 else line
+                for index, line in enumerate(str(self).splitlines())]
+
+
+# --------------------------------------------------------------------------------------- verdict
+
+
+def verdict(exercise: Exercise, case: Case, got: object, got_grads: tuple | None = None) -> str | None:
+    """None when `got` (and `got_grads`, from `gradients`) match the reference on `case`; otherwise what differs
+    (type, shape, dtype, largest difference) and, on a line of its own, a hint: the matched mistake's, or one
+    worked out from the output. The caller names the case (`run` puts its label in the first line)."""
+    expected = exercise.reference(*_copies(case.args), **_copies(case.kwargs))
+    problem, hint = _difference(exercise, got, expected)
+    if problem:
+        explained = exercise.explain(case, got) if exercise.explain is not None else None
+        return _message(problem, _mistake(exercise, case, got) or explained or case.note or hint)
+    if got_grads is not None:
+        return _message(*_gradient_difference(exercise, case, got_grads, gradients(exercise.reference, case)))
+    return None
+
+
+def gradients(fn: Callable[..., object], case: Case) -> tuple:
+    """The gradients that reach `case.grad_args` when `fn` runs on copies of the case's arguments and
+    `sum(output_i * W_i)` is backpropagated, each `W_i` a fixed random tensor of output `i`'s shape.
+
+    Returns:
+        One entry per grad arg: the tensor's gradient, or `(weight grad, bias grad)` for an `nn.Linear`;
+        None where no gradient arrives.
+    """
+    args, kwargs = list(_copies(case.args)), _copies(case.kwargs)
+    for index in case.grad_args:
+        if isinstance(args[index], torch.Tensor):
+            args[index] = args[index].detach().clone().requires_grad_(True)
+        else:
+            args[index].requires_grad_(True).zero_grad(set_to_none=True)
+    output = fn(*args, **kwargs)
+    generator = torch.Generator().manual_seed(GRADIENT_SEED)
+    total = None
+    for value in output if isinstance(output, (tuple, list)) else (output,):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            weight = torch.randn(value.shape, generator=generator, dtype=value.dtype)  # the shape of this output
+            if value.requires_grad:
+                total = (value * weight).sum() if total is None else total + (value * weight).sum()
+    if total is not None:
+        total.backward()
+    return tuple(args[i].grad if isinstance(args[i], torch.Tensor) else (args[i].weight.grad, args[i].bias.grad)
+                 for i in case.grad_args)
+
+
+def _message(problem: str | None, hint: str | None = None) -> str | None:
+    return None if problem is None else problem + (f"\nhint: {hint}" if hint else "")
+
+
+def _shape(value: torch.Tensor) -> str:
+    return str(list(value.shape))
+
+
+def _described(value: object) -> str:
+    return _shape(value) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _difference(exercise: Exercise, got: object, expected: object) -> tuple[str | None, str | None]:
+    """What differs between `got` and the reference's `expected`, and a generic hint."""
+    if isinstance(expected, tuple):
+        names = exercise.outputs
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            wanted = ", ".join(f"{name} {_described(value)}" for name, value in zip(names, expected, strict=True))
+            length = f" of length {len(got)}" if isinstance(got, (tuple, list)) else ""
+            return (f"expected a tuple of {len(expected)} ({wanted}), got {type(got).__name__}{length}.",
+                    f"return the {len(expected)} values in this order: {', '.join(names)}.")
+        for index, (name, got_value, value) in enumerate(zip(names, got, expected, strict=True)):
+            problem, hint = _value_difference(exercise, f"the {name} ({_ORDINALS[index]} value)", got_value, value)
+            if problem:
+                return problem, hint
+        return None, None
+    return _value_difference(exercise, f"the {exercise.outputs[0]}", got, expected)
+
+
+def _value_difference(exercise: Exercise, what: str, got: object, expected: object
+                      ) -> tuple[str | None, str | None]:
+    if isinstance(expected, int):
+        whole = as_int(got)
+        if whole is None:
+            return (f"expected an int, got {type(got).__name__} {got!r}.",
+                    "return a whole number (an int), e.g. `return total`.")
+        if whole != expected:
+            return f"expected {expected:,} {exercise.outputs[0]}, got {whole:,} (off by {whole - expected:+,}).", None
+        return None, None
+    if not isinstance(got, torch.Tensor):
+        return (f"{what} should be a torch.Tensor of shape {_shape(expected)}, got {type(got).__name__}.",
+                "return the tensor itself (not a list, a number, a NumPy array or a tuple).")
+    if got.shape != expected.shape:
+        hint = None
+        if sorted(got.shape) == sorted(expected.shape):
+            hint = "the sizes are right but in another order: a transpose or permute is missing or wrong."
+        elif got.numel() == expected.numel():
+            hint = "the right number of values in the wrong shape: check your reshape/view sizes."
+        return f"{what}: expected shape {_shape(expected)}, got {_shape(got)}.", hint
+    if got.dtype != expected.dtype:
+        return (f"{what}: expected dtype {expected.dtype}, got {got.dtype}.",
+                "keep the inputs' dtype: create new tensors with dtype=<input>.dtype.")
+    if not torch.allclose(got.detach(), expected.detach(), rtol=exercise.rtol, atol=exercise.atol):
+        if torch.isnan(got).any():
+            return f"{what} contains NaN.", None
+        difference = (got.detach().double() - expected.detach().double()).abs().max().item()
+        return (f"{what}: the shape {_shape(expected)} is right but the values differ: max abs difference "
+                f"{difference:.4g} (allowed {exercise.atol:g} + {exercise.rtol:g} x |expected|)."), None
+    return None, None
+
+
+def as_int(value: object) -> int | None:
+    """`value` as an int if it is a whole number (int, NumPy or 0-d tensor integer, integral float), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else None
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+def _mistake(exercise: Exercise, case: Case, got: object) -> str | None:
+    """The hint of the first known mistake whose output equals `got`."""
+    for mistake in exercise.mistakes:
+        try:
+            imitated = mistake.imitate(*_copies(case.args), **_copies(case.kwargs))
+        except Exception:  # noqa: BLE001 - a mistake that cannot happen with these shapes
+            continue
+        if _matches(got, imitated, exercise):
+            return mistake.hint
+    return None
+
+
+def _matches(got: object, imitated: object, exercise: Exercise) -> bool:
+    if imitated is None:
+        return True
+    if isinstance(imitated, tuple):
+        return (isinstance(got, (tuple, list)) and len(got) == len(imitated)
+                and all(_matches(g, i, exercise) for g, i in zip(got, imitated, strict=True)))
+    if isinstance(imitated, torch.Tensor):
+        return (isinstance(got, torch.Tensor) and got.shape == imitated.shape
+                and torch.allclose(got.detach().double(), imitated.detach().double(), rtol=exercise.rtol,
+                                   atol=exercise.atol))
+    if isinstance(imitated, int):
+        return as_int(got) == imitated
+    if isinstance(imitated, float):
+        return (isinstance(got, (int, float)) and not isinstance(got, bool)
+                and math.isclose(got, imitated, rel_tol=exercise.rtol, abs_tol=exercise.atol))
+    return False
+
+
+def _gradient_difference(exercise: Exercise, case: Case, got_grads: tuple, expected_grads: tuple
+                         ) -> tuple[str | None, str | None]:
+    names, pairs = exercise.arg_names, []
+    for index, got, expected in zip(case.grad_args, got_grads, expected_grads, strict=True):
+        if isinstance(expected, tuple):  # an nn.Linear: its weight and bias
+            got = got if isinstance(got, tuple) else (None, None)
+            pairs += [(f"{names[index]}.weight", got[0], expected[0]), (f"{names[index]}.bias", got[1], expected[1])]
+        else:
+            pairs.append((names[index], got, expected))
+    if all(got is None for _, got, _ in pairs):
+        return (f"the output is cut off from autograd: no gradient can reach "
+                f"{', '.join(f'`{name}`' for name, _, _ in pairs)}.",
+                "do not use .detach(), .data, .item(), .numpy() or torch.tensor(...) on the way; compute with "
+                "torch operations on the inputs themselves.")
+    for name, got, expected in pairs:
+        if got is None:
+            return (f"no gradient reaches `{name}`: training could never update it.",
+                    f"make sure `{name}` is used in the computation of the output, without .detach() or .data.")
+        if not torch.allclose(got, expected, rtol=exercise.rtol, atol=exercise.atol):
+            difference = (got - expected).abs().max().item()
+            return (f"the gradient reaching `{name}` differs from the reference (max abs difference "
+                    f"{difference:.4g}).", f"`{name}` must enter the output exactly once, as in the formula.")
+    return None, None
+
+
+# --------------------------------------------------------------------------------------- the loop
+
+
+def run(exercise: Exercise, fn: Callable[..., object], seed: int = 0) -> bool:
+    """Check `fn` on every case of `exercise` made from `seed`; print one line and return True, or raise
+    `CheckFailed` naming the configuration, the problem and a hint. The caller's random state is left alone."""
+    with torch.random.fork_rng(devices=[]):
+        cases = exercise.make_cases(torch.Generator().manual_seed(seed))
+        labels = list(dict.fromkeys(case.label for case in cases))
+        for case in cases:
+            _check_case(exercise, fn, case, labels.index(case.label) + 1)
+    plural = "s" if len(labels) != 1 else ""
+    print(f"✓ {exercise.name}: all checks passed on {len(labels)} configuration{plural} "
+          f"({', '.join(exercise.passes)}).")
+    return True
+
+
+def _check_case(exercise: Exercise, fn: Callable[..., object], case: Case, index: int) -> None:
+    def fail(text: str) -> None:
+        raise CheckFailed(f"✗ check {exercise.name!r} failed on configuration {index} ({case.label}).\n{text}")
+
+    def watched(call: Callable[..., object], *args: object, **kwargs: object) -> Any:
+        """`call(...)` while watching for the calls the exercise rules out."""
+        with _calls_to(exercise.forbidden + exercise.package_reference) as used:
+            result = _call(call, fail, *args, **kwargs)
+        if used:
+            solves = used[0] in exercise.package_reference
+            fail(f"your function calls `{used[0]}`, which "
+                 + ("already solves this exercise." if solves else "this exercise asks you not to use.")
+                 + "\nhint: " + (f"write {exercise.name} yourself, with torch operations." if solves else
+                                 f"solve it without {', '.join(f'`{n}`' for n in exercise.forbidden)}, as the "
+                                 f"exercise's instructions say."))
+        return result
+
+    args, kwargs = _copies(case.args), _copies(case.kwargs)
+    got = watched(fn, *args, **kwargs)
+    problem = verdict(exercise, case, got)
+    if problem:
+        fail(problem)
+    for name, original, passed in zip(exercise.arg_names, case.args, args, strict=False):
+        if not _unchanged(original, passed):
+            fail(f"your function changed its input `{name}` in place.\nhint: in-place operations (`+=`, `.add_()`, "
+                 f"slice assignment) modify the caller's tensor: build a new tensor instead, e.g. `x = x + y`.")
+    if case.grad_args:
+        problem = verdict(exercise, case, got, watched(gradients, fn, case))
+        if problem:
+            fail(problem)
+
+
+def _call(fn: Callable[..., object], fail: Callable[[str], None], *args: object, **kwargs: object) -> Any:
+    """`fn(*args, **kwargs)`; an exception the student's code raises becomes a failure with a hint."""
+    try:
+        return fn(*args, **kwargs)
+    except CheckFailed:
+        raise
+    except NotImplementedError:
+        fail("your function raised NotImplementedError: it is not written yet.\n"
+             "hint: replace `raise NotImplementedError()` with your code.")
+    except Exception as error:  # noqa: BLE001 - any error of the student's code is reported, not raised
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fail(f"your function raised {type(error).__name__}: {message}\nhint: {_error_hint(error)}")
+
+
+def _error_hint(error: Exception) -> str:
+    message = str(error)
+    if "view size is not compatible" in message:
+        return ("after transpose/permute the tensor is not contiguous: use .reshape(...) instead of .view(...), "
+                "or call .contiguous() first.")
+    if "is invalid for input of size" in message:
+        return "a reshape/view asks for sizes whose product is not the tensor's number of values: print the shapes."
+    if "must match the size" in message or "Sizes of tensors must match" in message:
+        return "two tensors do not line up: print their shapes; expand or slice one to match the other."
+    if "mat1 and mat2 shapes cannot be multiplied" in message:
+        return "in a @ b the last size of a must equal the first size of b: transpose one of them?"
+    if isinstance(error, (NameError, AttributeError)):
+        return "a name your function uses is not defined: did you run the setup cell above?"
+    if isinstance(error, IndexError):
+        return "an index goes past the end of a dimension: print the shapes."
+    return "print the shapes of your intermediate tensors to find the line that goes wrong."
+
+
+def _copies(values: Any) -> Any:
+    """Copies of a case's arguments: tensors cloned, modules deep-copied, the rest as it is."""
+    if isinstance(values, Mapping):
+        return {key: _copies(value) for key, value in values.items()}
+    if isinstance(values, (tuple, list)):
+        return type(values)(_copies(value) for value in values)
+    if isinstance(values, torch.Tensor):
+        return values.detach().clone()
+    if isinstance(values, nn.Module):
+        return copy.deepcopy(values)
+    return values
+
+
+def _unchanged(original: object, passed: object) -> bool:
+    if isinstance(original, torch.Tensor):
+        return torch.equal(original, passed.detach())
+    if isinstance(original, nn.Module):
+        return all(torch.equal(a, b.detach()) for a, b in zip(original.parameters(), passed.parameters(),
+                                                              strict=True))
+    return True
+
+
+@contextmanager
+def _calls_to(dotted_names: tuple[str, ...]) -> Iterator[list[str]]:
+    """Record which of `dotted_names` (functions, builtins, or modules by their `forward`) are called in the block,
+    however they were imported or renamed, by watching every call with `sys.setprofile`."""
+    codes, builtins = {}, {}
+    for name in dotted_names:
+        target = _resolve(name)
+        target = getattr(target, "forward", target) if isinstance(target, type) else target
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            codes[code] = name
+        else:
+            builtins[id(target)] = name
+    used: list[str] = []
+
+    def watch(frame: Any, event: str, arg: object) -> None:
+        name = codes.get(frame.f_code) if event == "call" else builtins.get(id(arg)) if event == "c_call" else None
+        if name is not None and name not in used:
+            used.append(name)
+
+    previous = sys.getprofile()
+    sys.setprofile(watch if dotted_names else previous)
+    try:
+        yield used
+    finally:
+        sys.setprofile(previous)
+
+
+def _resolve(dotted: str) -> object:
+    """The object a dotted name such as `torch.nn.functional.unfold` stands for."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            target = getattr(target, attribute)
+        return target
+    raise ValueError(f"forbidden names must be importable dotted names, got {dotted!r}; e.g. 'torch.nn.Unfold'.")

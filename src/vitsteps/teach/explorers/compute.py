@@ -1,0 +1,338 @@
+"""What the explorers show, computed without any widget: each step's shape through stages 01 to 04 run by the
+package's own functions, a digits ViT's attention, and a ViT's length, parameters and FLOPs.
+
+Everything here is testable without a browser; `widgets` only wires these functions to sliders.
+A combination that cannot work raises the package's own error, which the widget shows as a message.
+
+Shape legend: B batch, C channels, H W image, P patch side, N patches, L = N + 1 tokens, D model dim, h heads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from ... import _validate
+from ...data import digit_image
+from ...model import PRESETS, ViT, ViTConfig, count_parameters, parameter_formula, vit_flops
+from ...patches import image_to_patches, patch_embed_conv, patch_embed_unfold, weight_to_kernel
+from ...tokens import add_position_embedding, prepend_cls_token
+
+Shape = tuple[int, ...]
+
+
+def explorer_image(image_size: int = 8, in_chans: int = 1, digit: int = 3) -> torch.Tensor:
+    """A real digit resized to `image_size`; with more channels, a colour test image built around it.
+
+    With one channel, the digit. With more, the digit's strokes stay white in every channel and the
+    background gets a different ramp per channel (left to right, top to bottom, diagonal, in turn), so an
+    RGB picture shows the digit over a colour gradient and no two patches look alike.
+
+    Returns:
+        `[1, C, H, W]` image in [0, 1] with `H = W = image_size`.
+    """
+    _validate.positive_int(image_size, "image_size")
+    _validate.positive_int(in_chans, "in_chans")
+    digit_8x8 = digit_image(digit)  # [1, 1, 8, 8]
+    if image_size == 8:
+        stroke = digit_8x8  # [1, 1, H, W]
+    else:
+        stroke = F.interpolate(digit_8x8, size=(image_size, image_size), mode="bilinear", align_corners=False,
+                               antialias=image_size < 8).clamp(0, 1)  # [1, 1, H, W]
+    if in_chans == 1:
+        return stroke  # [1, 1, H, W]
+    ramp = torch.linspace(0.0, 1.0, image_size)  # [W]
+    across, down = ramp.expand(image_size, image_size), ramp.unsqueeze(1).expand(image_size, image_size)  # [H, W]
+    backgrounds = [0.8 * across, 0.8 * down, 0.8 * (1 - (across + down) / 2)]  # 3 x [H, W]
+    stroke = stroke[0, 0]  # [H, W]
+    channels = [stroke + (1 - stroke) * backgrounds[c % 3] for c in range(in_chans)]  # C x [H, W]
+    return torch.stack(channels).unsqueeze(0)  # [1, C, H, W]
+
+
+def _shape(tensor: torch.Tensor) -> Shape:
+    return tuple(tensor.shape)
+
+
+def shape_text(shape: Shape) -> str:
+    """`(1, 4, 8)` as `[1, 4, 8]`, the way the notebooks print shapes."""
+    return "[" + ", ".join(str(size) for size in shape) + "]"
+
+
+class PatchPipeline(NamedTuple):
+    """What the patch explorer shows: each step's shape, the image and its patch tokens."""
+
+    steps: list[tuple[str, Shape]]  # (step, shape) in order, both routes
+    image: torch.Tensor             # [1, C, H, W]
+    patch_tokens: torch.Tensor      # [1, N, D], the same by both routes
+    routes_agree: bool              # unfold @ weight equals the strided conv
+
+
+# step -> (route, code, symbolic shape), for the table the explorer shows
+PATCH_STEPS: dict[str, tuple[str, str, str]] = {
+    "image": ("", "image", "[B, C, H, W]"),
+    "unfold": ("01", "patches = F.unfold(image, P, stride=P)", "[B, C*P*P, N]"),
+    "transpose": ("01", "patches = patches.transpose(-1, -2)", "[B, N, C*P*P]"),
+    "matmul": ("01", "tokens = patches @ weight", "[B, N, D]"),
+    "kernel": ("02", "kernel = weight.T.reshape(-1, C, P, P)", "[D, C, P, P]"),
+    "conv": ("02", "out = F.conv2d(image, kernel, stride=P)", "[B, D, H/P, W/P]"),
+    "reshape": ("02", "out = out.reshape(B, D, N)", "[B, D, N]"),
+    "transpose to tokens": ("02", "tokens = out.transpose(-1, -2)", "[B, N, D]"),
+}
+
+def patch_pipeline(image_size: int = 8, patch_size: int = 4, in_chans: int = 3, model_dim: int = 8,
+                   digit: int = 3, seed: int = 0) -> PatchPipeline:
+    """Run stages 01 and 02 of the package on one image and record the shape after every step.
+
+    Args:
+        image_size: image side `H = W`.
+        patch_size: patch side `P`; it must divide `image_size` (the package's error says so otherwise).
+        in_chans: channels `C` (1: the digit; 3: a colour test image around it).
+        model_dim: token width `D`.
+        digit: which digit to cut up, 0 to 9.
+        seed: seed of the random projection `weight [C*P*P, D]` (the global RNG is left alone).
+
+    Returns:
+        A `PatchPipeline`; its tokens are `[1, N, D]` with `N = (H/P)**2`.
+    """
+    _validate.positive_int(image_size, "image_size")
+    _validate.positive_int(patch_size, "patch_size")
+    _validate.positive_int(in_chans, "in_chans")
+    _validate.positive_int(model_dim, "model_dim")
+    if patch_size > image_size:
+        raise ValueError(f"patch_size={patch_size} is larger than the image ({image_size}x{image_size}); "
+                         f"pick a patch size from 1 to {image_size} that divides {image_size}.")
+    image = explorer_image(image_size, in_chans, digit)  # [1, C, H, W]
+    patches = image_to_patches(image, patch_size)  # [1, N, C*P*P]; raises when P does not divide H
+    weight = torch.randn(in_chans * patch_size ** 2, model_dim,
+                         generator=torch.Generator().manual_seed(seed))  # [C*P*P, D]
+    tokens_unfold = patch_embed_unfold(image, patch_size, weight)  # [1, N, D]
+    kernel = weight_to_kernel(weight, in_chans, patch_size)  # [D, C, P, P]
+    feature_map = F.conv2d(image, kernel, stride=patch_size)  # [1, D, H/P, W/P]
+    B, D, grid_h, grid_w = feature_map.shape
+    tokens_conv = patch_embed_conv(image, kernel, patch_size)  # [1, N, D]
+    steps = [
+        ("image", _shape(image)),
+        ("unfold", _shape(patches.transpose(-1, -2))),
+        ("transpose", _shape(patches)),
+        ("matmul", _shape(tokens_unfold)),
+        ("kernel", _shape(kernel)),
+        ("conv", _shape(feature_map)),
+        ("reshape", (B, D, grid_h * grid_w)),
+        ("transpose to tokens", _shape(tokens_conv)),
+    ]
+    agree = torch.allclose(tokens_unfold, tokens_conv, atol=1e-4, rtol=1e-4)
+    return PatchPipeline(steps, image, tokens_unfold, agree)
+
+
+def patch_pipeline_shapes(image_size: int = 8, patch_size: int = 4, in_chans: int = 3,
+                          model_dim: int = 8) -> list[tuple[str, Shape]]:
+    """The shape after each step of stages 01 and 02, e.g. `("matmul", (1, 4, 8))` for the article's sizes.
+
+    Steps: image `[B, C, H, W]`, unfold `[B, C*P*P, N]`, transpose `[B, N, C*P*P]`, matmul `[B, N, D]`;
+    kernel `[D, C, P, P]`, conv `[B, D, H/P, W/P]`, reshape `[B, D, N]`, transpose to tokens `[B, N, D]`.
+    Raises the package's `ValueError` when `patch_size` does not divide `image_size`.
+    """
+    return patch_pipeline(image_size, patch_size, in_chans, model_dim).steps
+
+
+class TokenPipeline(NamedTuple):
+    """What the token explorer shows: each step's shape, the position table, and the error if any."""
+
+    steps: list[tuple[str, Shape]]  # (step, shape) in order; no "add" step when the table is too short
+    position_table: torch.Tensor    # [max_num_token, D]
+    error: str | None               # the package's message when the sequence is longer than the table
+
+
+TOKEN_STEPS: dict[str, tuple[str, str, str]] = {
+    "patch tokens": ("", "patch_tokens", "[B, N, D]"),
+    "cls_token": ("03", "cls_token = nn.Parameter(torch.zeros(1, 1, D))", "[1, 1, D]"),
+    "expand": ("03", "cls_tokens = cls_token.expand(B, -1, -1)", "[B, 1, D]"),
+    "cat": ("03", "tokens = torch.cat([cls_tokens, patch_tokens], dim=1)", "[B, N+1, D]"),
+    "position table": ("04", "position_table = torch.randn(max_num_token, D)", "[max_num_token, D]"),
+    "slice": ("04", "rows = position_table[:L]", "[L, D]"),
+    "tile": ("04", "position_embedding = torch.tile(rows, (B, 1, 1))", "[B, L, D]"),
+    "add": ("04", "tokens = tokens + position_embedding", "[B, L, D]"),
+}
+
+def token_pipeline(batch_size: int = 1, num_patches: int = 4, model_dim: int = 8, max_num_token: int = 16,
+                   seed: int = 0) -> TokenPipeline:
+    """Run stages 03 and 04 of the package on random patch tokens and record the shape after every step.
+
+    Args:
+        batch_size: `B`.
+        num_patches: `N`, patch tokens per image; the sequence has `L = N + 1` tokens.
+        model_dim: `D`.
+        max_num_token: rows of the position table.
+        seed: seed of the random tokens and table (the global RNG is left alone).
+
+    Returns:
+        A `TokenPipeline`. When `L > max_num_token`, `position_table[:L]` quietly returns only
+        `max_num_token` rows, and `error` holds the message `add_position_embedding` raises.
+    """
+    for value, name in ((batch_size, "batch_size"), (num_patches, "num_patches"), (model_dim, "model_dim"),
+                        (max_num_token, "max_num_token")):
+        _validate.positive_int(value, name)
+    generator = torch.Generator().manual_seed(seed)
+    patch_tokens = torch.randn(batch_size, num_patches, model_dim, generator=generator)  # [B, N, D]
+    cls_token = torch.randn(1, 1, model_dim, generator=generator)  # [1, 1, D]
+    position_table = torch.randn(max_num_token, model_dim, generator=generator)  # [max_num_token, D]
+    tokens = prepend_cls_token(patch_tokens, cls_token)  # [B, L, D]
+    L = tokens.shape[1]
+    sliced = position_table[:L]  # [min(L, max_num_token), D]
+    tiled = torch.tile(sliced, (batch_size, 1, 1))  # [B, min(L, max_num_token), D]
+    steps = [
+        ("patch tokens", _shape(patch_tokens)),
+        ("cls_token", _shape(cls_token)),
+        ("expand", _shape(cls_token.expand(batch_size, -1, -1))),
+        ("cat", _shape(tokens)),
+        ("position table", _shape(position_table)),
+        ("slice", _shape(sliced)),
+        ("tile", _shape(tiled)),
+    ]
+    try:
+        positioned = add_position_embedding(tokens, position_table, mode="tile")  # [B, L, D]
+    except ValueError as error:
+        return TokenPipeline(steps, position_table, str(error))
+    steps.append(("add", _shape(positioned)))
+    return TokenPipeline(steps, position_table, None)
+
+
+def token_pipeline_shapes(batch_size: int = 1, num_patches: int = 4, model_dim: int = 8,
+                          max_num_token: int = 16) -> list[tuple[str, Shape]]:
+    """The shape after each step of stages 03 and 04, e.g. `("cat", (1, 5, 8))` for the article's sizes.
+
+    Raises the package's `ValueError` when the sequence (`num_patches + 1` tokens) is longer than the table.
+    """
+    pipeline = token_pipeline(batch_size, num_patches, model_dim, max_num_token)
+    if pipeline.error:
+        raise ValueError(pipeline.error)
+    return pipeline.steps
+
+
+@functools.lru_cache(maxsize=1)
+def trained_digits_model() -> ViT | None:
+    """The trained digits model shipped in `vitsteps/checkpoints/digits.*`, or None if there is none."""
+    try:
+        from ...train import load_pretrained
+
+        model, _ = load_pretrained("digits")
+    except Exception:  # no checkpoint yet, or one this version cannot read: fall back to a seeded model
+        return None
+    return model.eval()
+
+
+def attention_base_config() -> ViTConfig:
+    """The configuration the attention explorer starts from: the shipped digits model's, else the preset's."""
+    trained = trained_digits_model()
+    return trained.config if trained is not None else PRESETS["digits"]
+
+
+@functools.lru_cache(maxsize=8)
+def _attention_model(num_heads: int, depth: int) -> tuple[ViT, bool]:
+    """`(model, trained)`: the trained digits model if it has these heads and depth, else a seeded new one."""
+    trained = trained_digits_model()
+    if trained is not None and (trained.config.num_heads, trained.config.depth) == (num_heads, depth):
+        return trained, True
+    config = dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ViT(config)
+    return model.eval(), False
+
+
+@functools.lru_cache(maxsize=32)
+def _attention_maps(num_heads: int, depth: int, digit: int) -> tuple[torch.Tensor, bool]:
+    model, trained = _attention_model(num_heads, depth)
+    image = digit_image(digit)  # [1, 1, 8, 8]
+    maps = model.attention_maps(image)  # depth x [1, h, L, L]
+    return torch.cat(maps), trained  # [depth, h, L, L]
+
+
+def attention_maps_for_digit(num_heads: int = 4, depth: int = 4, digit: int = 3) -> tuple[torch.Tensor, bool]:
+    """Attention weights of every block and head of a digits ViT looking at one digit.
+
+    The model is the trained `digits` checkpoint when one is shipped and has these `num_heads` and `depth`;
+    otherwise the same configuration (the checkpoint's, else the `digits` preset's) with these values,
+    initialised with seed 0: untrained, its attention is close to uniform.
+
+    Args:
+        num_heads: heads `h`; must divide the model's embed_dim (64 in the `digits` preset).
+        depth: number of blocks.
+        digit: which digit to show it, 0 to 9.
+
+    Returns:
+        `([depth, h, L, L] weights, trained)`; each row sums to 1. For the `digits` preset `L = 5`: the CLS
+        token and 4 patches of 4x4.
+    """
+    dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)  # the package's own checks
+    digit_image(digit)
+    maps, trained = _attention_maps(num_heads, depth, digit)
+    return maps.clone(), trained
+
+
+def attention_row(num_heads: int, depth: int, layer: int, head: int, query: int, digit: int = 3) -> torch.Tensor:
+    """Where token `query` looks in block `layer`, head `head`: its `[L]` attention weights (CLS first).
+
+    Args:
+        num_heads, depth, digit: the model and image, as in `attention_maps_for_digit`.
+        layer: block index, 0 to `depth - 1`.
+        head: head index, 0 to `num_heads - 1`.
+        query: token index, 0 for CLS, `n + 1` for patch `n`.
+    """
+    maps, _ = attention_maps_for_digit(num_heads, depth, digit)
+    _, _, L, _ = maps.shape
+    for value, name, count, hint in ((layer, "layer", depth, "blocks, counted from 0"),
+                                     (head, "head", num_heads, "heads, counted from 0"),
+                                     (query, "query", L, "tokens; 0 is CLS, n + 1 is patch n")):
+        _validate.int_in(value, name, 0, count - 1, f"there are {count} {hint}")
+    return maps[layer, head, query]  # [L]
+
+
+@functools.lru_cache(maxsize=64)
+def _counted_parameters(config: ViTConfig) -> int:
+    """Parameters of a ViT built on the meta device: real modules, shapes only, no memory and no init cost."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = ViT(config)
+    return count_parameters(model)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats:
+    """Sizes and costs of one ViT configuration."""
+
+    config: ViTConfig
+    params_by_part: dict[str, int]  # parameter_formula(config): on paper, part by part, with "total"
+    params_counted: int             # the same, counted in a ViT built on the meta device
+    flops_by_part: dict[str, int]   # vit_flops(config), with "total"
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens in the encoder, `L = N + 1`."""
+        return self.config.seq_len
+
+    @property
+    def params_formula(self) -> int:
+        """Total parameters by the formula."""
+        return self.params_by_part["total"]
+
+    @property
+    def flops(self) -> int:
+        """FLOPs per image (2 per multiply-add)."""
+        return self.flops_by_part["total"]
+
+
+def model_stats(depth: int = 12, embed_dim: int = 768, num_heads: int = 12, mlp_ratio: float = 4.0,
+                patch_size: int = 16, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000) -> ModelStats:
+    """Sequence length, parameters (formula and count) and FLOPs of a ViT; defaults are ViT-B/16.
+
+    Raises the package's `ValueError` for a configuration that cannot be built (a patch size that does not
+    divide the image, embed_dim not divisible by num_heads, ...).
+    """
+    config = ViTConfig(img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
+    return ModelStats(config, parameter_formula(config), _counted_parameters(config), vit_flops(config))
+
+

@@ -1,0 +1,39 @@
+"""Pictures for the notebooks, one module per part of the series; every figure is re-exported here.
+
+    from vitsteps.teach import figures
+    fig = figures.plot_patch_grid(image, patch_size=4)
+
+| module     | notebooks | figures                                                                              |
+|------------|-----------|--------------------------------------------------------------------------------------|
+| `patches`  | 01, 02    | patch grid, patch sequence, patch mosaic, patches to tokens, kernel filters          |
+| `tokens`   | 03, 04    | a matrix, token sequences, token assembly, position similarity                       |
+| `encoder`  | 05        | attention per head, attention of one token on the image                              |
+| `model`    | 06        | parameter breakdown, cost breakdown, class scores                                    |
+| `training` | 07        | image grid, learning rate, training curves, confusion matrix, misclassified images   |
+| `inside`   | 08        | CLS attention per layer and head, rollout, attention distance, filter components     |
+
+Every function returns the `Figure` it drew (a notebook shows it); none of them changes its inputs. The
+helpers they share (the patch grid, panels redrawn in place) live in `_draw`.
+"""
+from ._draw import grid_shape, si_format
+from .encoder import plot_attention_heads, plot_attention_on_image
+from .inside import plot_attention_distance, plot_cls_attention_grid, plot_filter_components, plot_rollout
+from .model import plot_class_scores, plot_cost_breakdown, plot_parameter_breakdown
+from .patches import patch_mosaic, plot_kernel_filters, plot_patch_grid, plot_patch_sequence, plot_patches_to_tokens
+from .tokens import plot_matrix, plot_position_similarity, plot_token_assembly, plot_token_sequence
+from .training import (
+    plot_confusion_matrix,
+    plot_image_grid,
+    plot_learning_rate,
+    plot_misclassified,
+    plot_training_curves,
+)
+
+__all__ = [
+    "grid_shape", "patch_mosaic", "plot_attention_distance", "plot_attention_heads", "plot_attention_on_image",
+    "plot_class_scores", "plot_cls_attention_grid", "plot_confusion_matrix", "plot_cost_breakdown",
+    "plot_filter_components", "plot_image_grid", "plot_kernel_filters", "plot_learning_rate", "plot_matrix",
+    "plot_misclassified", "plot_parameter_breakdown", "plot_patch_grid", "plot_patch_sequence",
+    "plot_patches_to_tokens", "plot_position_similarity", "plot_rollout", "plot_token_assembly",
+    "plot_token_sequence", "plot_training_curves", "si_format",
+]

@@ -1,0 +1,118 @@
+"""The package's layers: imports only go down, and no import cycle.
+
+Every module under `src/vitsteps` is parsed (nothing is imported or run) and each `import` statement, at module
+level or inside a function, becomes an edge of the import graph. The layers, from the bottom:
+
+| layer            | modules                                              | may import, inside the package            |
+|------------------|------------------------------------------------------|-------------------------------------------|
+| stages           | `vitsteps`, `_validate`, `patches`, `tokens`, `encoder`, `model` | stages                        |
+| around the model | `data`, `train`, `analysis`, `convert`               | stages, around the model                  |
+| teaching tools   | `vitsteps.teach` and everything below it             | everything in the package                 |
+
+Nothing in `src/` imports the course tooling (`vitcourse`), which is installed apart.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LAYERS = {"stages": 0, "around the model": 1, "teaching tools": 2}
+STAGES = {"vitsteps", "vitsteps._validate", "vitsteps.patches", "vitsteps.tokens", "vitsteps.encoder", "vitsteps.model"}
+AROUND = {"vitsteps.data", "vitsteps.train", "vitsteps.analysis", "vitsteps.convert"}
+
+
+def layer(module: str) -> str:
+    if module in STAGES:
+        return "stages"
+    if module in AROUND:
+        return "around the model"
+    if module == "vitsteps.teach" or module.startswith("vitsteps.teach."):
+        return "teaching tools"
+    raise AssertionError(f"{module} belongs to no layer: add it to the table in tests/test_layers.py")
+
+
+def module_sources(root: Path) -> dict[str, str]:
+    """Module name -> source, for every `.py` file of the `vitsteps` package under `root`."""
+    sources = {}
+    for path in sorted((root / "vitsteps").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        sources[".".join(parts)] = path.read_text(encoding="utf-8")
+    return sources
+
+
+def imports(module: str, source: str, known: set[str], is_package: bool) -> set[str]:
+    """The modules `module` imports: absolute names, relative ones resolved, `from pkg import submodule` as the
+    submodule."""
+    found = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            target = node.module or "" if not node.level else ".".join(part for part in (base, node.module) if part)
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in known else target)
+    return found
+
+
+def violations(sources: dict[str, str], packages: set[str]) -> list[str]:
+    """Every upward import, import of the course tooling, and import cycle among `sources`."""
+    known = set(sources)
+    graph = {module: imports(module, source, known, module in packages) for module, source in sources.items()}
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            if target == "vitcourse" or target.startswith("vitcourse."):
+                found.append(f"{module} imports the course tooling ({target})")
+            elif target in known and LAYERS[layer(target)] > LAYERS[layer(module)]:
+                found.append(f"{module} ({layer(module)}) imports {target} ({layer(target)}), a layer above it")
+    internal = {module: {t for t in targets if t in known and t != module} for module, targets in graph.items()}
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(internal[module]):
+            if state.get(target) == "open":
+                found.append("import cycle: " + " -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(internal):
+        if module not in state:
+            visit(module, [module])
+    return found
+
+
+def test_imports_only_go_down_and_never_in_a_cycle():
+    sources = module_sources(SRC)
+    packages = {name for name in sources if (SRC / name.replace(".", "/") / "__init__.py").is_file()}
+    assert {"vitsteps.model", "vitsteps.teach.checks.spec", "vitsteps.teach.figures._draw"} <= set(sources)
+    assert violations(sources, packages) == []
+
+
+@pytest.mark.parametrize(("sources", "expected"), [
+    ({"vitsteps.model": "from .teach import figures\n", "vitsteps.teach": "", "vitsteps.teach.figures": ""},
+     "vitsteps.model (stages) imports vitsteps.teach.figures (teaching tools), a layer above it"),
+    ({"vitsteps.patches": "def f():\n    from vitsteps import train\n", "vitsteps.train": "", "vitsteps": ""},
+     "vitsteps.patches (stages) imports vitsteps.train (around the model), a layer above it"),
+    ({"vitsteps.train": "import vitcourse.grading\n"}, "vitsteps.train imports the course tooling (vitcourse.grading)"),
+    ({"vitsteps.model": "from . import convert\n", "vitsteps.convert": "from .model import ViT\n"},
+     "vitsteps.model (stages) imports vitsteps.convert (around the model), a layer above it"),
+    ({"vitsteps.data": "from . import train\n", "vitsteps.train": "from .data import DigitsSplit\n"},
+     "import cycle: vitsteps.data -> vitsteps.train -> vitsteps.data"),
+    ({"vitsteps.teach.checks.spec": "from ..figures import _draw\n", "vitsteps.teach.figures._draw":
+      "from ..checks.spec import Case\n"},
+     "import cycle: vitsteps.teach.checks.spec -> vitsteps.teach.figures._draw -> vitsteps.teach.checks.spec"),
+])
+def test_an_upward_import_or_a_cycle_is_found(sources, expected):
+    assert expected in violations(sources, packages={"vitsteps", "vitsteps.teach", "vitsteps.teach.figures"})
