@@ -18,9 +18,10 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1.3
         f"largest difference {(actual - expected).abs().max().item():.3g}"
 
 
-def assert_refused(call: Callable[[], object], error: type[Exception], words: str) -> None:
+def assert_refused(call: Callable[[], object], error: type[Exception], words: str, case: str = "") -> None:
     """`call()` raises `error` (and no warning on the way) with a message that matches the regex `words` (the
-    parameter and the value) and says the fix after a "; ". Any other outcome fails in one line."""
+    parameter and the value) and says the fix after a "; ". Any other outcome fails in one line, naming `case`."""
+    where = f"{case}: " if case else ""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -28,18 +29,35 @@ def assert_refused(call: Callable[[], object], error: type[Exception], words: st
         except error as raised:
             message = str(raised)
             if not re.search(words, message):
-                pytest.fail(f"expected {error.__name__} matching {words!r}, got: {message}", pytrace=False)
+                pytest.fail(f"{where}expected {_names(error)} matching {words!r}, got: {message}", pytrace=False)
             if "; " not in message or not message.rstrip().endswith("."):
-                pytest.fail(f"the message does not end with a fix after '; ': {message}", pytrace=False)
+                pytest.fail(f"{where}the message does not end with a fix after '; ': {message}", pytrace=False)
             return
         except Exception as raised:  # noqa: BLE001 - any other outcome is the finding
-            pytest.fail(f"expected {error.__name__} matching {words!r}, got {raised!r}", pytrace=False)
-    pytest.fail(f"expected {error.__name__} matching {words!r}, got no error", pytrace=False)
+            pytest.fail(f"{where}expected {_names(error)} matching {words!r}, got {raised!r}", pytrace=False)
+    pytest.fail(f"{where}expected {_names(error)} matching {words!r}, got no error", pytrace=False)
 
 
-def refusal_cases(table: dict[str, tuple[Callable[[], object], type[Exception], str]]) -> pytest.MarkDecorator:
-    """Parametrise a test over a table of bad inputs, `{case: (call, error, words)}`, one id per case."""
-    return pytest.mark.parametrize("call, error, words", list(table.values()), ids=list(table))
+def _names(error: type[Exception] | tuple[type[Exception], ...]) -> str:
+    return " or ".join(kind.__name__ for kind in (error if isinstance(error, tuple) else (error,)))
+
+
+Refusal = tuple[Callable[[], object], type[Exception], str]
+
+
+def refusal_cases(table: dict[str, Refusal]) -> pytest.MarkDecorator:
+    """Parametrise a test over a table of bad inputs, `{"function: case": (call, error, words)}`: one test per
+    function, which tries every case of that function (`assert_all_refused`)."""
+    groups: dict[str, list[tuple[str, Refusal]]] = {}
+    for case, refusal in table.items():
+        groups.setdefault(case.split(":")[0], []).append((case, refusal))
+    return pytest.mark.parametrize("refusals", list(groups.values()), ids=list(groups))
+
+
+def assert_all_refused(refusals: list[tuple[str, Refusal]]) -> None:
+    """`assert_refused` for every case of one function, each failure naming its case."""
+    for case, (call, error, words) in refusals:
+        assert_refused(call, error, words, case)
 
 
 def words_for(value: object) -> str:

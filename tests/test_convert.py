@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from helpers import assert_refused, refusal_cases
+from helpers import assert_all_refused, refusal_cases
 
 from vitsteps import ViT, ViTConfig, resample_position_table
 from vitsteps.convert import HF_NAME_MAP, change_image_size, config_from_hf, from_hf_state_dict
@@ -284,5 +284,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, assert_refused, refusal_cases
+from helpers import assert_all_refused, assert_close, refusal_cases
 from torch import nn
 
 from vitsteps.encoder import Attention, Block, Mlp, build_torch_encoder, scaled_dot_product
@@ -287,5 +287,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

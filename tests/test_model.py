@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import assert_close, assert_refused, refusal_cases
+from helpers import assert_all_refused, assert_close, refusal_cases
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -384,5 +384,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

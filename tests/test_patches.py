@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, assert_refused, refusal_cases
+from helpers import assert_all_refused, assert_close, refusal_cases
 
 from vitsteps.patches import (
     PatchEmbed,
@@ -230,5 +230,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from helpers import assert_close, assert_refused, refusal_cases
+from helpers import assert_all_refused, assert_close, refusal_cases
 
 from vitsteps.tokens import add_position_embedding, prepend_cls_token, resample_position_table, sincos_position_table
 
@@ -192,5 +192,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

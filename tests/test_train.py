@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_refused, refusal_cases
+from helpers import assert_all_refused, assert_refused, refusal_cases
 from torch import nn
 
 from vitsteps.data import DigitsSplit, load_digits_split, synthetic_images
@@ -329,8 +329,8 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_refused, refusal_cases
+from helpers import assert_all_refused, refusal_cases
 from torch import nn
 
 from vitsteps import ViT, get_config, image_to_patches
@@ -138,5 +138,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

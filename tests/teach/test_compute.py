@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import assert_refused, refusal_cases
+from helpers import assert_all_refused, refusal_cases
 
 from vitsteps import ViT, get_config, patch_embed_unfold
 from vitsteps.data import digit_image
@@ -213,5 +213,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

@@ -8,7 +8,7 @@ import ipywidgets
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from helpers import assert_refused, refusal_cases
+from helpers import assert_all_refused, refusal_cases
 
 from vitsteps import PRESETS
 from vitsteps.teach.explorers import attention_explorer, compute, model_calculator, patch_explorer, token_explorer
@@ -206,5 +206,5 @@ REFUSED = {
 
 
 @refusal_cases(REFUSED)
-def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(call, error, words):
-    assert_refused(call, error, words)
+def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
+    assert_all_refused(refusals)

@@ -26,6 +26,7 @@ from .spec import Case, Exercise, Mistake, as_int
 
 # how close an output must be to the reference, in every exercise
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+BATCH_CHECKS = ("gradients", "batch independence")
 BATCH_NOTE = ("sample 0 is the same as in the case before; only its batch-mates changed. One sample's result must "
               "not depend on its batch-mates: keep the batch dimension first and never reshape or mix across it "
               "(e.g. a view that folds B into another dimension, or an encoder that reads [B, L, D] as [L, B, D]).")
@@ -112,6 +113,15 @@ def _which_pixels(case: Case, got: object) -> str | None:
     return None
 
 
+IMAGE_TO_PATCHES = Exercise(
+    "image_to_patches", "01_patches_unfold", "ex01_image_to_patches", _image_to_patches_cases,
+    references.image_to_patches, tuple(Mistake(name, imitate, hint) for name, imitate, hint in PATCH_MISTAKES),
+    explain=_which_pixels, forbidden=("torch.nn.functional.unfold", "torch.nn.Unfold"),
+    package_reference=("vitsteps.patches.image_to_patches",),
+    signature="fn(image [B,C,H,W], patch_size) -> [B, N, C*P*P]",
+    passes=("shapes", "values vs vitsteps", "patch order", *BATCH_CHECKS), **TOLERANCE)
+
+
 def _image2emb_naive_cases(generator: torch.Generator) -> list[Case]:
     cases = []
     for (B, C, H, W, P), D in zip(_patch_configs(generator), [8, 5, 16, 6], strict=True):
@@ -122,9 +132,33 @@ def _image2emb_naive_cases(generator: torch.Generator) -> list[Case]:
     return cases
 
 
+IMAGE2EMB_NAIVE = Exercise(
+    "image2emb_naive", "01_patches_unfold", "ex01_image2emb", _image2emb_naive_cases, references.image2emb_naive,
+    tuple(Mistake(name, lambda image, P, weight, imitate=imitate: imitate(image, P) @ weight, hint)
+          for name, imitate, hint in PATCH_MISTAKES),
+    package_reference=("vitsteps.patches.patch_embed_unfold",), passes=IMAGE_TO_PATCHES.passes, **TOLERANCE,
+    signature="fn(image [B,C,H,W], patch_size, weight [C*P*P, D]) -> [B, N, D]")
+
+
 def _weight_to_kernel_cases(generator: torch.Generator) -> list[Case]:
     return [Case(f"weight [{C * P * P}, {D}], in_chans={C}, patch_size={P}", (_randn(generator, C * P * P, D), C, P),
                  grad_args=(0,)) for C, P, D in [(3, 4, 8), (1, 2, 5), (2, 3, 4), (4, 1, 3)]]
+
+
+WEIGHT_TO_KERNEL_MISTAKES = (
+    Mistake("reshape without transpose", lambda weight, C, P: weight.reshape(-1, C, P, P),
+            "reshape without transpose: weight's rows index the C*P*P values of a patch and its columns the D "
+            "outputs, so transpose to [D, C*P*P] first, then reshape to [D, C, P, P]."),
+    Mistake("channel last", lambda weight, C, P: weight.reshape(P, P, C, -1).permute(3, 2, 0, 1),
+            "the patch values are read as (P, P, C); unfold's order is (C, P, P)."),
+    Mistake("rows and columns swapped", lambda weight, C, P: weight.T.reshape(-1, C, P, P).transpose(-1, -2),
+            "rows and columns of each kernel are swapped: do not transpose the last two dimensions."),
+)
+WEIGHT_TO_KERNEL = Exercise(
+    "weight_to_kernel", "02_patches_conv", "ex02_weight_to_kernel", _weight_to_kernel_cases,
+    references.weight_to_kernel, WEIGHT_TO_KERNEL_MISTAKES, package_reference=("vitsteps.patches.weight_to_kernel",),
+    signature="fn(weight [C*P*P, D], in_chans, patch_size) -> [D, C, P, P]", **TOLERANCE,
+    passes=("shapes", "values vs vitsteps", "conv equals unfold @ weight", "gradients"))
 
 
 def _image2emb_conv_cases(generator: torch.Generator) -> list[Case]:
@@ -139,6 +173,27 @@ def _image2emb_conv_cases(generator: torch.Generator) -> list[Case]:
 
 def _feature_map(image: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     return F.conv2d(image, kernel, stride=stride)  # [B, D, H/P, W/P]
+
+
+IMAGE2EMB_CONV_MISTAKES = (
+    Mistake("reshape without transpose",
+            lambda image, kernel, stride: _feature_map(image, kernel, stride).reshape(len(image), -1, len(kernel)),
+            "looks like reshape/view without transpose: conv2d gives [B, D, H/P, W/P]; flatten to [B, D, N] and then "
+            ".transpose(1, 2) to get [B, N, D]. A reshape straight to [B, N, D] mixes the channels of different "
+            "patches."),
+    Mistake("no transpose",
+            lambda image, kernel, stride: _feature_map(image, kernel, stride).reshape(len(image), len(kernel), -1),
+            "conv2d's output is [B, D, ...]: after flattening the grid, transpose(1, 2) to get one row per patch, "
+            "[B, N, D]."),
+    Mistake("column order", lambda image, kernel, stride: _feature_map(image, kernel, stride).transpose(-1, -2)
+            .flatten(2).transpose(1, 2), COLUMN_ORDER),
+    Mistake("stride 1", lambda image, kernel, stride: _feature_map(image, kernel, 1).flatten(2).transpose(1, 2),
+            "the convolution must step by the patch size: pass stride=stride to F.conv2d."),
+)
+IMAGE2EMB_CONV = Exercise(
+    "image2emb_conv", "02_patches_conv", "ex02_image2emb_conv", _image2emb_conv_cases, references.image2emb_conv,
+    IMAGE2EMB_CONV_MISTAKES, package_reference=("vitsteps.patches.patch_embed_conv",), **TOLERANCE,
+    signature="fn(image [B,C,H,W], kernel [D,C,P,P], stride) -> [B, N, D]", passes=IMAGE_TO_PATCHES.passes)
 
 
 # --------------------------------------------------------------------------------------- stages 3 and 4
@@ -156,12 +211,57 @@ def _add_position_embedding_cases(generator: torch.Generator) -> list[Case]:
                      for B, L, rows, D in [(1, 5, 16, 8), (3, 5, 16, 8), (2, 17, 17, 4), (4, 2, 10, 6)]], generator)
 
 
+PREPEND_CLS_TOKEN = Exercise(
+    "prepend_cls_token", "03_cls_token", "ex03_prepend_cls_token", _prepend_cls_token_cases,
+    references.prepend_cls_token, (
+        Mistake("CLS last", lambda tokens, cls: torch.cat([tokens, cls.expand(len(tokens), -1, -1)], dim=1),
+                "the CLS token must come first (position 0), not after the patches."),
+        Mistake("features", lambda tokens, cls: torch.cat([cls.expand(len(tokens), -1, -1), tokens], dim=2),
+                "concatenate along the token dimension (dim=1), not the feature dimension.")),
+    explain=lambda case, got: ("expand the single [1, 1, D] token to [B, 1, D] with .expand(B, -1, -1), then "
+                               "torch.cat([cls, patch_tokens], dim=1)."),
+    package_reference=("vitsteps.tokens.prepend_cls_token",), **TOLERANCE,
+    signature="fn(patch_tokens [B,N,D], cls_token [1,1,D]) -> [B, N+1, D]",
+    passes=("shapes", "values vs vitsteps", "token order", *BATCH_CHECKS))
+
+ADD_POSITION_EMBEDDING_MISTAKES = (
+    Mistake("never added", lambda tokens, table: tokens,
+            "the output equals the input tokens: the position table was never added (the original article's bug), "
+            "so the model cannot tell where a patch came from."),
+    Mistake("last rows", lambda tokens, table: tokens + table[-tokens.shape[1]:],
+            "take the FIRST L rows of the table (table[:L]): row i belongs to position i."),
+    Mistake("off by one", lambda tokens, table: tokens + table[1:tokens.shape[1] + 1],
+            "off by one: row 0 of the table belongs to the CLS token at position 0, so use table[:L]."),
+    Mistake("multiplied", lambda tokens, table: tokens * table[:tokens.shape[1]],
+            "the position embedding is added (+), not multiplied."),
+)
+ADD_POSITION_EMBEDDING = Exercise(
+    "add_position_embedding", "04_position_embedding", "ex04_add_position_embedding", _add_position_embedding_cases,
+    references.add_position_embedding, ADD_POSITION_EMBEDDING_MISTAKES, **TOLERANCE,
+    package_reference=("vitsteps.tokens.add_position_embedding",),
+    passes=("shapes", "values vs vitsteps", *BATCH_CHECKS),
+    signature="fn(tokens [B,L,D], position_table [max_num_token, D]) -> [B, L, D]")
+
+
 # --------------------------------------------------------------------------------------- stage 5
 
 
 def _split_heads_cases(generator: torch.Generator) -> list[Case]:
     return _batched([Case(f"x [{B}, {L}, {D}], num_heads={h}", (_randn(generator, B, L, D), h), grad_args=(0,))
                      for B, L, D, h in [(1, 5, 8, 8), (2, 5, 8, 2), (3, 17, 12, 3), (2, 4, 6, 1)]], generator)
+
+
+SPLIT_HEADS = Exercise(
+    "split_heads", "05_encoder", "ex05_split_heads", _split_heads_cases, references.split_heads, (
+        Mistake("view without permute", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1),
+                "looks like reshape/view without permute: a head must get a slice of the feature dimension for "
+                "every token, not a block of consecutive tokens. Reshape to [B, L, h, d] then .transpose(1, 2)."),
+        Mistake("(d, h)", lambda x, h: x.reshape(*x.shape[:2], -1, h).permute(0, 3, 1, 2),
+                "split D as (h, d), not (d, h): head i takes features i*d to (i+1)*d - 1."),
+        Mistake("no transpose", lambda x, h: x.reshape(*x.shape[:2], h, -1),
+                "heads must come before tokens, [B, h, L, d]: add .transpose(1, 2).")),
+    signature="fn(x [B,L,D], num_heads) -> [B, h, L, d]", **TOLERANCE,
+    passes=("shapes", "values vs reference", "head order", *BATCH_CHECKS))
 
 
 def _scaled_dot_product_cases(generator: torch.Generator) -> list[Case]:
@@ -175,6 +275,31 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float |
     scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scale is None else scale)  # [..., L, L]
     weights = scores.softmax(dim) if softmax else scores  # [..., L, L]
     return weights @ v, weights  # [..., L, d], [..., L, L]
+
+
+SCALED_DOT_PRODUCT_MISTAKES = (
+    Mistake("not scaled", lambda q, k, v: _attention(q, k, v, scale=1.0),
+            "the scores are not scaled: divide q @ k^T by sqrt(d) before the softmax, or large d makes the softmax "
+            "saturate."),
+    Mistake("divided by d", lambda q, k, v: _attention(q, k, v, scale=q.shape[-1]),
+            "divide by sqrt(d) (math.sqrt(q.shape[-1])), not by d."),
+    Mistake("softmax over the queries", lambda q, k, v: _attention(q, k, v, dim=-2),
+            "softmax over the last dimension (dim=-1): each query's weights over the keys sum to 1."),
+    Mistake("no softmax", lambda q, k, v: _attention(q, k, v, softmax=False),
+            "apply the softmax to the scaled scores."),
+    Mistake("weights transposed",
+            lambda q, k, v: (_attention(q, k, v)[1].transpose(-2, -1) @ v, _attention(q, k, v)[1]),
+            "multiply weights @ v, not weights^T @ v."),
+    Mistake("the values", lambda q, k, v: (v, _attention(q, k, v)[1]),
+            "return weights @ v, the weighted average of the values."),
+    Mistake("the output alone", lambda q, k, v: _attention(q, k, v)[0], "end with `return weights @ v, weights`."),
+)
+SCALED_DOT_PRODUCT = Exercise(
+    "scaled_dot_product", "05_encoder", "ex05_scaled_dot_product", _scaled_dot_product_cases,
+    references.scaled_dot_product, SCALED_DOT_PRODUCT_MISTAKES, outputs=("output", "attention weights"),
+    package_reference=("vitsteps.encoder.scaled_dot_product",), **TOLERANCE,
+    signature="fn(q, k, v [..., L, d]) -> (out [..., L, d], weights)",
+    passes=("shapes", "values vs reference", "rows sum to 1", "gradients"))
 
 
 # --------------------------------------------------------------------------------------- stage 6
@@ -198,6 +323,35 @@ def _cls_head_loss_cases(generator: torch.Generator) -> list[Case]:
 
 def _logits(encoder_output: torch.Tensor, head: nn.Linear) -> torch.Tensor:
     return head(encoder_output[:, 0])  # [B, K]
+
+
+CLS_HEAD_LOSS_MISTAKES = (
+    Mistake("mean of the tokens", lambda x, head, labels: (head(x.mean(dim=1)), None),
+            "you averaged all tokens: ViT classifies from the CLS token alone, encoder_output[:, 0]."),
+    Mistake("last token", lambda x, head, labels: (head(x[:, -1]), None),
+            "the CLS token is the FIRST token, encoder_output[:, 0], not the last."),
+    Mistake("second token", lambda x, head, labels: (head(x[:, 1]), None),
+            "the CLS token is at index 0, encoder_output[:, 0]."),
+    Mistake("probabilities", lambda x, head, labels: (_logits(x, head).softmax(-1), None),
+            "return raw logits (no softmax): cross_entropy applies log-softmax itself."),
+    Mistake("softmax before the loss",
+            lambda x, head, labels: (None, F.cross_entropy(_logits(x, head).softmax(-1), labels)),
+            "cross_entropy takes raw logits: do not apply softmax before it."),
+    Mistake("summed", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head), labels, reduction="sum")),
+            "average the loss over the batch (the default reduction='mean'), not the sum."),
+    Mistake("nll_loss", lambda x, head, labels: (None, F.nll_loss(_logits(x, head), labels)),
+            "nll_loss expects log-probabilities: use F.cross_entropy on the logits."),
+    Mistake("labels reversed", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head), labels.flip(0))),
+            "pair each sample with its own label."),
+    Mistake("a number", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head), labels).item()),
+            "F.cross_entropy(logits, labels) averages over the batch to one number; keep it a tensor (no .item()) "
+            "so that backward works."),
+)
+CLS_HEAD_LOSS = Exercise(
+    "cls_head_loss", "06_head_and_loss", "ex06_cls_head_loss", _cls_head_loss_cases, references.cls_head_loss,
+    CLS_HEAD_LOSS_MISTAKES, outputs=("logits", "loss"), **TOLERANCE,
+    signature="fn(encoder_output [B,L,D], head nn.Linear, labels [B]) -> (logits [B,K], scalar loss)",
+    passes=("shapes", "values vs reference", "CLS token read", *BATCH_CHECKS))
 
 
 def _random_config(generator: torch.Generator) -> ViTConfig:
@@ -260,179 +414,23 @@ def _count_hint(case: Case, got: object) -> str | None:
             "depth blocks, final norm (2D), head (D*K + K).")
 
 
+VIT_PARAMETER_COUNT = Exercise(
+    "vit_parameter_count", "06_head_and_loss", "ex06_vit_parameter_count", _vit_parameter_count_cases,
+    references.vit_parameter_count,
+    tuple(Mistake(f"{'left out' if sign < 0 else 'counted twice'}: {part}",
+                  lambda config, amount=amount, sign=sign: (references.vit_parameter_count(config)
+                                                            + sign * amount(config)),
+                  f"the difference is exactly {part}: " + ("did you leave it out?" if sign < 0 else "counted twice?"))
+          for amount, part in COUNT_PARTS for sign in (-1, 1)),
+    explain=_count_hint, outputs=("parameters",), signature="fn(config: ViTConfig) -> int", **TOLERANCE,
+    package_reference=("vitsteps.model.parameter_formula", "vitsteps.model.count_parameters"),
+    passes=("toy, ViT-B/16, digits and random configurations", "values vs vitsteps.parameter_formula"))
+
+
 # --------------------------------------------------------------------------------------- the table
 
-
-def _exercises() -> dict[str, Exercise]:
-    batch = ("gradients", "batch independence")
-    entries = [
-        Exercise(
-            "image_to_patches", "01_patches_unfold", "ex01_image_to_patches", _image_to_patches_cases,
-            references.image_to_patches,
-            mistakes=tuple(Mistake(name, imitate, hint) for name, imitate, hint in PATCH_MISTAKES),
-            forbidden=("torch.nn.functional.unfold", "torch.nn.Unfold"),
-            package_reference=("vitsteps.patches.image_to_patches",),
-            signature="fn(image [B,C,H,W], patch_size) -> [B, N, C*P*P]",
-            passes=("shapes", "values vs vitsteps", "patch order", *batch), explain=_which_pixels, **TOLERANCE),
-        Exercise(
-            "image2emb_naive", "01_patches_unfold", "ex01_image2emb", _image2emb_naive_cases,
-            references.image2emb_naive,
-            mistakes=tuple(Mistake(name, lambda image, P, weight, imitate=imitate: imitate(image, P) @ weight, hint)
-                           for name, imitate, hint in PATCH_MISTAKES),
-            package_reference=("vitsteps.patches.patch_embed_unfold",),
-            signature="fn(image [B,C,H,W], patch_size, weight [C*P*P, D]) -> [B, N, D]",
-            passes=("shapes", "values vs vitsteps", "patch order", *batch), **TOLERANCE),
-        Exercise(
-            "weight_to_kernel", "02_patches_conv", "ex02_weight_to_kernel", _weight_to_kernel_cases,
-            references.weight_to_kernel,
-            mistakes=(
-                Mistake("reshape without transpose", lambda weight, C, P: weight.reshape(-1, C, P, P),
-                        "reshape without transpose: weight's rows index the C*P*P values of a patch and its columns "
-                        "the D outputs, so transpose to [D, C*P*P] first, then reshape to [D, C, P, P]."),
-                Mistake("channel last", lambda weight, C, P: weight.reshape(P, P, C, -1).permute(3, 2, 0, 1),
-                        "the patch values are read as (P, P, C); unfold's order is (C, P, P)."),
-                Mistake("rows and columns swapped",
-                        lambda weight, C, P: weight.T.reshape(-1, C, P, P).transpose(-1, -2),
-                        "rows and columns of each kernel are swapped: do not transpose the last two dimensions."),
-            ),
-            package_reference=("vitsteps.patches.weight_to_kernel",),
-            signature="fn(weight [C*P*P, D], in_chans, patch_size) -> [D, C, P, P]",
-            passes=("shapes", "values vs vitsteps", "conv equals unfold @ weight", "gradients"), **TOLERANCE),
-        Exercise(
-            "image2emb_conv", "02_patches_conv", "ex02_image2emb_conv", _image2emb_conv_cases,
-            references.image2emb_conv,
-            mistakes=(
-                Mistake("reshape without transpose",
-                        lambda image, kernel, stride: _feature_map(image, kernel, stride).reshape(
-                            len(image), -1, len(kernel)),
-                        "looks like reshape/view without transpose: conv2d gives [B, D, H/P, W/P]; flatten to "
-                        "[B, D, N] and then .transpose(1, 2) to get [B, N, D]. A reshape straight to [B, N, D] "
-                        "mixes the channels of different patches."),
-                Mistake("no transpose", lambda image, kernel, stride: _feature_map(image, kernel, stride).reshape(
-                            len(image), len(kernel), -1),
-                        "conv2d's output is [B, D, ...]: after flattening the grid, transpose(1, 2) to get one row "
-                        "per patch, [B, N, D]."),
-                Mistake("column order", lambda image, kernel, stride: _feature_map(image, kernel, stride).transpose(
-                    -1, -2).flatten(2).transpose(1, 2), COLUMN_ORDER),
-                Mistake("stride 1", lambda image, kernel, stride: _feature_map(image, kernel, 1).flatten(2).transpose(
-                    1, 2), "the convolution must step by the patch size: pass stride=stride to F.conv2d."),
-            ),
-            package_reference=("vitsteps.patches.patch_embed_conv",),
-            signature="fn(image [B,C,H,W], kernel [D,C,P,P], stride) -> [B, N, D]",
-            passes=("shapes", "values vs vitsteps", "patch order", *batch), **TOLERANCE),
-        Exercise(
-            "prepend_cls_token", "03_cls_token", "ex03_prepend_cls_token", _prepend_cls_token_cases,
-            references.prepend_cls_token,
-            mistakes=(
-                Mistake("CLS last", lambda tokens, cls: torch.cat([tokens, cls.expand(len(tokens), -1, -1)], dim=1),
-                        "the CLS token must come first (position 0), not after the patches."),
-                Mistake("features", lambda tokens, cls: torch.cat([cls.expand(len(tokens), -1, -1), tokens], dim=2),
-                        "concatenate along the token dimension (dim=1), not the feature dimension."),
-            ),
-            package_reference=("vitsteps.tokens.prepend_cls_token",),
-            signature="fn(patch_tokens [B,N,D], cls_token [1,1,D]) -> [B, N+1, D]",
-            passes=("shapes", "values vs vitsteps", "token order", *batch),
-            explain=lambda case, got: ("expand the single [1, 1, D] token to [B, 1, D] with .expand(B, -1, -1), "
-                                       "then torch.cat([cls, patch_tokens], dim=1)."), **TOLERANCE),
-        Exercise(
-            "add_position_embedding", "04_position_embedding", "ex04_add_position_embedding",
-            _add_position_embedding_cases, references.add_position_embedding,
-            mistakes=(
-                Mistake("never added", lambda tokens, table: tokens,
-                        "the output equals the input tokens: the position table was never added (the original "
-                        "article's bug), so the model cannot tell where a patch came from."),
-                Mistake("last rows", lambda tokens, table: tokens + table[-tokens.shape[1]:],
-                        "take the FIRST L rows of the table (table[:L]): row i belongs to position i."),
-                Mistake("off by one", lambda tokens, table: tokens + table[1:tokens.shape[1] + 1],
-                        "off by one: row 0 of the table belongs to the CLS token at position 0, so use table[:L]."),
-                Mistake("multiplied", lambda tokens, table: tokens * table[:tokens.shape[1]],
-                        "the position embedding is added (+), not multiplied."),
-            ),
-            package_reference=("vitsteps.tokens.add_position_embedding",),
-            signature="fn(tokens [B,L,D], position_table [max_num_token, D]) -> [B, L, D]",
-            passes=("shapes", "values vs vitsteps", *batch), **TOLERANCE),
-        Exercise(
-            "split_heads", "05_encoder", "ex05_split_heads", _split_heads_cases, references.split_heads,
-            mistakes=(
-                Mistake("view without permute", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1),
-                        "looks like reshape/view without permute: a head must get a slice of the feature dimension "
-                        "for every token, not a block of consecutive tokens. Reshape to [B, L, h, d] then "
-                        ".transpose(1, 2)."),
-                Mistake("(d, h)", lambda x, h: x.reshape(*x.shape[:2], -1, h).permute(0, 3, 1, 2),
-                        "split D as (h, d), not (d, h): head i takes features i*d to (i+1)*d - 1."),
-                Mistake("no transpose", lambda x, h: x.reshape(*x.shape[:2], h, -1),
-                        "heads must come before tokens, [B, h, L, d]: add .transpose(1, 2)."),
-            ),
-            signature="fn(x [B,L,D], num_heads) -> [B, h, L, d]",
-            passes=("shapes", "values vs reference", "head order", *batch), **TOLERANCE),
-        Exercise(
-            "scaled_dot_product", "05_encoder", "ex05_scaled_dot_product", _scaled_dot_product_cases,
-            references.scaled_dot_product,
-            mistakes=(
-                Mistake("not scaled", lambda q, k, v: _attention(q, k, v, scale=1.0),
-                        "the scores are not scaled: divide q @ k^T by sqrt(d) before the softmax, or large d makes "
-                        "the softmax saturate."),
-                Mistake("divided by d", lambda q, k, v: _attention(q, k, v, scale=q.shape[-1]),
-                        "divide by sqrt(d) (math.sqrt(q.shape[-1])), not by d."),
-                Mistake("softmax over the queries", lambda q, k, v: _attention(q, k, v, dim=-2),
-                        "softmax over the last dimension (dim=-1): each query's weights over the keys sum to 1."),
-                Mistake("no softmax", lambda q, k, v: _attention(q, k, v, softmax=False),
-                        "apply the softmax to the scaled scores."),
-                Mistake("weights transposed", lambda q, k, v: (_attention(q, k, v)[1].transpose(-2, -1) @ v,
-                                                               _attention(q, k, v)[1]),
-                        "multiply weights @ v, not weights^T @ v."),
-                Mistake("the values", lambda q, k, v: (v, _attention(q, k, v)[1]),
-                        "return weights @ v, the weighted average of the values."),
-                Mistake("the output alone", lambda q, k, v: _attention(q, k, v)[0],
-                        "end with `return weights @ v, weights`."),
-            ),
-            package_reference=("vitsteps.encoder.scaled_dot_product",),
-            signature="fn(q, k, v [..., L, d]) -> (out [..., L, d], weights)", outputs=("output", "attention weights"),
-            passes=("shapes", "values vs reference", "rows sum to 1", "gradients"), **TOLERANCE),
-        Exercise(
-            "cls_head_loss", "06_head_and_loss", "ex06_cls_head_loss", _cls_head_loss_cases, references.cls_head_loss,
-            mistakes=(
-                Mistake("mean of the tokens", lambda x, head, labels: (head(x.mean(dim=1)), None),
-                        "you averaged all tokens: ViT classifies from the CLS token alone, encoder_output[:, 0]."),
-                Mistake("last token", lambda x, head, labels: (head(x[:, -1]), None),
-                        "the CLS token is the FIRST token, encoder_output[:, 0], not the last."),
-                Mistake("second token", lambda x, head, labels: (head(x[:, 1]), None),
-                        "the CLS token is at index 0, encoder_output[:, 0]."),
-                Mistake("probabilities", lambda x, head, labels: (_logits(x, head).softmax(-1), None),
-                        "return raw logits (no softmax): cross_entropy applies log-softmax itself."),
-                Mistake("softmax before the loss",
-                        lambda x, head, labels: (None, F.cross_entropy(_logits(x, head).softmax(-1), labels)),
-                        "cross_entropy takes raw logits: do not apply softmax before it."),
-                Mistake("summed", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head), labels,
-                                                                                 reduction="sum")),
-                        "average the loss over the batch (the default reduction='mean'), not the sum."),
-                Mistake("nll_loss", lambda x, head, labels: (None, F.nll_loss(_logits(x, head), labels)),
-                        "nll_loss expects log-probabilities: use F.cross_entropy on the logits."),
-                Mistake("labels reversed", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head),
-                                                                                          labels.flip(0))),
-                        "pair each sample with its own label."),
-                Mistake("a number", lambda x, head, labels: (None, F.cross_entropy(_logits(x, head), labels).item()),
-                        "F.cross_entropy(logits, labels) averages over the batch to one number; keep it a tensor "
-                        "(no .item()) so that backward works."),
-            ),
-            signature="fn(encoder_output [B,L,D], head nn.Linear, labels [B]) -> (logits [B,K], scalar loss)",
-            outputs=("logits", "loss"), passes=("shapes", "values vs reference", "CLS token read", *batch),
-            **TOLERANCE),
-        Exercise(
-            "vit_parameter_count", "06_head_and_loss", "ex06_vit_parameter_count", _vit_parameter_count_cases,
-            references.vit_parameter_count,
-            mistakes=tuple(Mistake(f"{'left out' if sign < 0 else 'counted twice'}: {part}",
-                                   lambda config, amount=amount, sign=sign: references.vit_parameter_count(config)
-                                   + sign * amount(config),
-                                   f"the difference is exactly {part}: "
-                                   + ("did you leave it out?" if sign < 0 else "counted twice?"))
-                           for amount, part in COUNT_PARTS for sign in (-1, 1)),
-            package_reference=("vitsteps.model.parameter_formula", "vitsteps.model.count_parameters"),
-            signature="fn(config: ViTConfig) -> int", outputs=("parameters",),
-            passes=("toy, ViT-B/16, digits and random configurations", "values vs vitsteps.parameter_formula"),
-            explain=_count_hint, **TOLERANCE),
-    ]
-    return {exercise.name: exercise for exercise in entries}
-
-
-EXERCISES: dict[str, Exercise] = _exercises()
+# In series order. To add an exercise: write its cases, its reference (in `references`) and its mistakes in the
+# section of its stage above, and list it here.
+EXERCISES: dict[str, Exercise] = {exercise.name: exercise for exercise in (
+    IMAGE_TO_PATCHES, IMAGE2EMB_NAIVE, WEIGHT_TO_KERNEL, IMAGE2EMB_CONV, PREPEND_CLS_TOKEN, ADD_POSITION_EMBEDDING,
+    SPLIT_HEADS, SCALED_DOT_PRODUCT, CLS_HEAD_LOSS, VIT_PARAMETER_COUNT)}

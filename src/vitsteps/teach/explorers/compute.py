@@ -70,17 +70,24 @@ class PatchPipeline(NamedTuple):
     routes_agree: bool              # unfold @ weight equals the strided conv
 
 
-# step -> (route, code, symbolic shape), for the table the explorer shows
-PATCH_STEPS: dict[str, tuple[str, str, str]] = {
-    "image": ("", "image", "[B, C, H, W]"),
-    "unfold": ("01", "patches = F.unfold(image, P, stride=P)", "[B, C*P*P, N]"),
-    "transpose": ("01", "patches = patches.transpose(-1, -2)", "[B, N, C*P*P]"),
-    "matmul": ("01", "tokens = patches @ weight", "[B, N, D]"),
-    "kernel": ("02", "kernel = weight.T.reshape(-1, C, P, P)", "[D, C, P, P]"),
-    "conv": ("02", "out = F.conv2d(image, kernel, stride=P)", "[B, D, H/P, W/P]"),
-    "reshape": ("02", "out = out.reshape(B, D, N)", "[B, D, N]"),
-    "transpose to tokens": ("02", "tokens = out.transpose(-1, -2)", "[B, N, D]"),
-}
+def _steps(table: str) -> dict[str, tuple[str, str, str]]:
+    """Rows `step | stage | code | symbolic shape` as `{step: (stage, code, symbolic shape)}`."""
+    rows = [[cell.strip() for cell in line.split(" | ")] for line in table.strip().splitlines()]
+    return {step: (stage, code, shape) for step, stage, code, shape in rows}
+
+
+# what the patch explorer's table shows for each step of stages 01 and 02
+PATCH_STEPS = _steps("""
+image               |    | image                                   | [B, C, H, W]
+unfold              | 01 | patches = F.unfold(image, P, stride=P)  | [B, C*P*P, N]
+transpose           | 01 | patches = patches.transpose(-1, -2)     | [B, N, C*P*P]
+matmul              | 01 | tokens = patches @ weight               | [B, N, D]
+kernel              | 02 | kernel = weight.T.reshape(-1, C, P, P)  | [D, C, P, P]
+conv                | 02 | out = F.conv2d(image, kernel, stride=P) | [B, D, H/P, W/P]
+reshape             | 02 | out = out.reshape(B, D, N)              | [B, D, N]
+transpose to tokens | 02 | tokens = out.transpose(-1, -2)          | [B, N, D]
+""")
+
 
 def patch_pipeline(image_size: int = 8, patch_size: int = 4, in_chans: int = 3, model_dim: int = 8,
                    digit: int = 3, seed: int = 0) -> PatchPipeline:
@@ -146,16 +153,18 @@ class TokenPipeline(NamedTuple):
     error: str | None               # the package's message when the sequence is longer than the table
 
 
-TOKEN_STEPS: dict[str, tuple[str, str, str]] = {
-    "patch tokens": ("", "patch_tokens", "[B, N, D]"),
-    "cls_token": ("03", "cls_token = nn.Parameter(torch.zeros(1, 1, D))", "[1, 1, D]"),
-    "expand": ("03", "cls_tokens = cls_token.expand(B, -1, -1)", "[B, 1, D]"),
-    "cat": ("03", "tokens = torch.cat([cls_tokens, patch_tokens], dim=1)", "[B, N+1, D]"),
-    "position table": ("04", "position_table = torch.randn(max_num_token, D)", "[max_num_token, D]"),
-    "slice": ("04", "rows = position_table[:L]", "[L, D]"),
-    "tile": ("04", "position_embedding = torch.tile(rows, (B, 1, 1))", "[B, L, D]"),
-    "add": ("04", "tokens = tokens + position_embedding", "[B, L, D]"),
-}
+# what the token explorer's table shows for each step of stages 03 and 04
+TOKEN_STEPS = _steps("""
+patch tokens   |    | patch_tokens                                         | [B, N, D]
+cls_token      | 03 | cls_token = nn.Parameter(torch.zeros(1, 1, D))       | [1, 1, D]
+expand         | 03 | cls_tokens = cls_token.expand(B, -1, -1)             | [B, 1, D]
+cat            | 03 | tokens = torch.cat([cls_tokens, patch_tokens], dim=1) | [B, N+1, D]
+position table | 04 | position_table = torch.randn(max_num_token, D)       | [max_num_token, D]
+slice          | 04 | rows = position_table[:L]                            | [L, D]
+tile           | 04 | position_embedding = torch.tile(rows, (B, 1, 1))     | [B, L, D]
+add            | 04 | tokens = tokens + position_embedding                 | [B, L, D]
+""")
+
 
 def token_pipeline(batch_size: int = 1, num_patches: int = 4, model_dim: int = 8, max_num_token: int = 16,
                    seed: int = 0) -> TokenPipeline:
