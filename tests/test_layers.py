@@ -9,7 +9,8 @@ level or inside a function, becomes an edge of the import graph. The layers, fro
 | around the model | `data`, `train`, `analysis`, `convert`               | stages, around the model                  |
 | teaching tools   | `vitsteps.teach` and everything below it             | everything in the package                 |
 
-Nothing in `src/` imports the course tooling (`vitcourse`), which is installed apart.
+Nothing in `src/` imports the course tooling (`vitcourse`), which is installed apart. The README's module table and
+folder tree say the same.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 LAYERS = {"stages": 0, "around the model": 1, "teaching tools": 2}
 STAGES = {"vitsteps", "vitsteps._validate", "vitsteps.patches", "vitsteps.tokens", "vitsteps.encoder", "vitsteps.model"}
 AROUND = {"vitsteps.data", "vitsteps.train", "vitsteps.analysis", "vitsteps.convert"}
@@ -116,3 +118,42 @@ def test_imports_only_go_down_and_never_in_a_cycle():
 ])
 def test_an_upward_import_or_a_cycle_is_found(sources, expected):
     assert expected in violations(sources, packages={"vitsteps", "vitsteps.teach", "vitsteps.teach.figures"})
+
+
+def _readme_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text[text.index("## Where each stage lives"):text.index("## Figures")]
+
+
+def test_the_readmes_folder_tree_lists_every_file_of_the_package_and_no_other():
+    tree = _readme_section().split("```\n", 1)[1].split("```", 1)[0]
+    folders: list[str] = []
+    listed = set()
+    for line in tree.splitlines():
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.strip().split("  ")[0]
+        folders = folders[:depth]
+        path = "/".join([*folders, name.rstrip("/")])
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        listed.add(path)
+    package = {str(path.relative_to(SRC)) for path in (SRC / "vitsteps").rglob("*.py")}
+    package |= {"vitsteps/checkpoints", "vitsteps/teach", "vitsteps/teach/figures", "vitsteps/teach/explorers",
+                "vitsteps/teach/checks"}
+    in_src = {path.removeprefix("src/") for path in listed if path.startswith("src/vitsteps/")}
+    inits = {path for path in package if path.endswith("__init__.py") and path != "vitsteps/__init__.py"}
+    assert in_src == package - inits  # a folder's __init__.py is not listed apart
+    assert all((ROOT / path).exists() for path in listed - {p for p in listed if p.startswith("src/vitsteps/")})
+
+
+def test_the_readmes_module_table_names_every_module_in_its_layer():
+    rows = [line.split(" | ") for line in _readme_section().splitlines() if line.startswith("| ")][1:]  # no header
+    named = {}
+    for row in rows:
+        for module in row[1].split("`")[1::2]:
+            named[module] = row[0].lstrip("| ")
+    modules = {name for name in module_sources(SRC) if name.count(".") == 1 or name.startswith("vitsteps.teach.")}
+    children = {name for name in modules if name.count(".") <= 2 and name not in ("vitsteps.teach",)}
+    assert {name for name in named if name.startswith("vitsteps")} == children
+    assert all(layer(module) == named[module] for module in children)
+    assert named["vitcourse"] == "course tooling"
