@@ -255,7 +255,7 @@ REFUSED = {
         (lambda: from_hf_state_dict({}), ValueError, r"state_dict is empty; pass the weights of a Hugging Face ViT"),
     "from_hf_state_dict: a value that is not a tensor":
         (lambda: from_hf_state_dict({"classifier.weight": [[0.0]]}), TypeError,
-         r"state_dict must map str names to tensors; entry 'classifier\.weight' holds list"),
+         r"state_dict\['classifier\.weight'\] must be a torch\.Tensor, got \[\[0\.0\]\] of type list"),
     "from_hf_state_dict: a Hugging Face config":
         (lambda: from_hf_state_dict(_state(), config=transformers.ViTConfig(**SMALL)), TypeError,
          r"config must be a vitsteps ViTConfig or None"),

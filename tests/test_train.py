@@ -208,7 +208,7 @@ def test_loader_rejects_a_config_that_does_not_match_the_weights(tmp_path: Path)
     record["config"]["embed_dim"] = 16
     (tmp_path / "tiny.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"tiny\.pt does not match the config in tiny\.json.*"
-                                         r"made for embed_dim=8; the config says embed_dim=16"):
+                                         r"made for embed_dim=8, the config says embed_dim=16\); save the weights"):
         load_checkpoint(tmp_path / "tiny")
 
 

@@ -127,9 +127,9 @@ def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: ViTConfig
     converted: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
     for hf_name, value in state_dict.items():
-        if not isinstance(hf_name, str) or not isinstance(value, torch.Tensor):
-            raise TypeError(f"state_dict must map str names to tensors; entry {hf_name!r} holds "
-                            f"{type(value).__name__}.")
+        _validate.instance(hf_name, "state_dict's names", str, "strings", "pass hf_model.state_dict()")
+        _validate.instance(value, f"state_dict[{hf_name!r}]", torch.Tensor, "a torch.Tensor",
+                           "pass hf_model.state_dict() or the dict loaded from a checkpoint file")
         bare = hf_name[len("vit."):] if hf_name.startswith("vit.") else hf_name
         if bare.startswith(_DROPPED_PREFIXES) or bare == "embeddings.mask_token":
             continue  # ViTModel's pooler and the masked-image-modelling token have no counterpart

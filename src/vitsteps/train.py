@@ -445,11 +445,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             raise FileNotFoundError(f"no checkpoint file at {file}; a checkpoint is a .pt and a .json side by side.")
     record = json.loads(config_path.read_text(encoding="utf-8"))
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise ValueError(f"{config_path.name} must hold an object with a 'config' entry (the ViTConfig fields).")
+        raise ValueError(f"{config_path.name} must hold an object with a 'config' entry (the ViTConfig fields); "
+                         f"write it with save_checkpoint.")
     try:
         config = ViTConfig(**record["config"])
     except TypeError as error:
-        raise ValueError(f"{config_path.name} does not describe a ViTConfig: {error}.") from error
+        raise ValueError(f"{config_path.name} does not describe a ViTConfig ({error}); write it with "
+                         f"save_checkpoint.") from error
     model = ViT(config)
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -470,10 +472,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"shape (file vs config) {wrong[:4]}" if wrong else "") if part)
         made_for = _fields_of_state(state)
         differ = {name: value for name, value in made_for.items() if getattr(config, name) != value}
-        hint = (f" The weights were made for {', '.join(f'{k}={v}' for k, v in differ.items())}; the config says "
-                f"{', '.join(f'{k}={getattr(config, k)}' for k in differ)}." if differ else "")
-        raise ValueError(f"{weights_path.name} does not match the config in {config_path.name}: {details}.{hint} "
-                         f"Save the weights and the config together with save_checkpoint.")
+        hint = (f" (the weights were made for {', '.join(f'{k}={v}' for k, v in differ.items())}, the config says "
+                f"{', '.join(f'{k}={getattr(config, k)}' for k in differ)})" if differ else "")
+        raise ValueError(f"{weights_path.name} does not match the config in {config_path.name}: {details}{hint}; "
+                         f"save the weights and the config together with save_checkpoint.")
     model.load_state_dict(state)
     model.to(pick_device(device)).eval()
     return model, record.get("metadata", {})
