@@ -133,6 +133,12 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     # no nbgrader panels, no news pop-up: the page shows only the notebook
     (config / "labconfig" / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyter/nbgrader": True}}), encoding="utf-8")
+    # and no server extensions JupyterLab does not need to run a notebook: the server starts sooner
+    unused = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.validate_assignment",
+              "nbgrader.server_extensions.assignment_list", "nbgrader.server_extensions.course_list", "jupyter_lsp",
+              "jupyter_server_terminals", "notebook"]
+    (config / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": dict.fromkeys(unused, False)}}), encoding="utf-8")
     settings = home / "settings" / "@jupyterlab"
     for plugin, values in (("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
                            ("notebook-extension/tracker", {"windowingMode": "none"})):  # every cell in the DOM
