@@ -9,7 +9,8 @@ mistakes it recognises by their output, and the calls it rules out. One loop (`s
 shapes, dtype, values, the same sample with other batch-mates, inputs left unchanged, gradients. It prints one line
 when everything passes, or raises `CheckFailed`: which configuration, what differs, and a hint naming the classic
 mistake. Jupyter shows a `CheckFailed` as that short message, without a traceback. `verdict` is the comparison
-alone, for a grader that runs the student's function elsewhere.
+alone, for a grader that runs the student's function elsewhere; `grad_weights` gives the weights of the
+gradient check, the same in every process.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from collections.abc import Callable
 
 from ... import _validate
 from .exercises import EXERCISES
-from .spec import Case, CheckFailed, Exercise, Mistake, gradients, run, verdict
+from .spec import Case, CheckFailed, Exercise, Mistake, grad_weights, gradients, run, verdict
 
-__all__ = ["EXERCISES", "Case", "CheckFailed", "Exercise", "Mistake", "check", "gradients", "names", "verdict"]
+__all__ = ["EXERCISES", "Case", "CheckFailed", "Exercise", "Mistake", "check", "grad_weights", "gradients", "names",
+           "verdict"]
 
 
 def names() -> dict[str, str]:

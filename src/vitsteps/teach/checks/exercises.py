@@ -316,7 +316,7 @@ def _cls_head_loss_cases(generator: torch.Generator) -> list[Case]:
             head.weight.copy_(_randn(generator, K, D) / math.sqrt(D))
             head.bias.copy_(_randn(generator, K) * 0.1)
         case = Case(f"encoder_output [{B}, {L}, {D}], head nn.Linear({D}, {K}), labels [{B}]",
-                    (encoder_output, head, labels), grad_args=(0, 1))
+                    (encoder_output, head, labels), grad_args=(0,))
         cases += _batched([case], generator)
     return cases
 

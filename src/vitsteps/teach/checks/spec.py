@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-GRADIENT_SEED = 1234  # seeds the fixed random weights W of the gradient check, sum(output * W)
+GRADIENT_SEED = 1234  # seeds the fixed random weights W of the gradient check, sum(output * W) (`grad_weights`)
 _ORDINALS = ("first", "second", "third", "fourth")
 
 
@@ -38,7 +38,7 @@ class Case:
         args: tensors (float32/float64/int64/bool), ints, floats, bools, strings, None, tuples or lists of those,
             a `vitsteps.ViTConfig` or a `torch.nn.Linear`.
         kwargs: keyword arguments, of the same types.
-        grad_args: positions of the arguments (tensors or `nn.Linear`) whose gradients are compared as well.
+        grad_args: positions of the tensor arguments whose gradients are compared as well.
         note: what a failure on this case alone most likely means, shown when no known mistake matches.
     """
 
@@ -134,32 +134,35 @@ def verdict(exercise: Exercise, case: Case, got: object, got_grads: tuple | None
     return None
 
 
+def grad_weights(case: Case, output: object) -> list[torch.Tensor | None]:
+    """The fixed random weights `W_i` of the gradient check, one per floating-point tensor of `output` (None for
+    anything else). They depend on the output's shapes alone, so the student's process, the grader's and the
+    reference all weight the same output the same way."""
+    generator = torch.Generator().manual_seed(GRADIENT_SEED)
+    outputs = list(output) if isinstance(output, (tuple, list)) else [output]
+    return [torch.randn(tuple(value.shape), generator=generator, dtype=value.dtype)
+            if isinstance(value, torch.Tensor) and value.is_floating_point() else None for value in outputs]
+
+
 def gradients(fn: Callable[..., object], case: Case) -> tuple:
-    """The gradients that reach `case.grad_args` when `fn` runs on copies of the case's arguments and
-    `sum(output_i * W_i)` is backpropagated, each `W_i` a fixed random tensor of output `i`'s shape.
+    """The gradients that reach the tensors `case.grad_args` when `fn` runs on copies of the case's arguments
+    and `sum(output_i * W_i)` is backpropagated, `W_i` from `grad_weights`.
 
     Returns:
-        One entry per grad arg: the tensor's gradient, or `(weight grad, bias grad)` for an `nn.Linear`;
-        None where no gradient arrives.
+        One entry per grad arg: the tensor's gradient, or None where no gradient arrives.
     """
     args, kwargs = list(_copies(case.args)), _copies(case.kwargs)
     for index in case.grad_args:
-        if isinstance(args[index], torch.Tensor):
-            args[index] = args[index].detach().clone().requires_grad_(True)
-        else:
-            args[index].requires_grad_(True).zero_grad(set_to_none=True)
+        args[index] = args[index].detach().clone().requires_grad_(True)
     output = fn(*args, **kwargs)
-    generator = torch.Generator().manual_seed(GRADIENT_SEED)
     total = None
-    for value in output if isinstance(output, (tuple, list)) else (output,):
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            weight = torch.randn(value.shape, generator=generator, dtype=value.dtype)  # the shape of this output
-            if value.requires_grad:
-                total = (value * weight).sum() if total is None else total + (value * weight).sum()
+    for value, weight in zip(output if isinstance(output, (tuple, list)) else (output,), grad_weights(case, output),
+                             strict=True):
+        if weight is not None and value.requires_grad:
+            total = (value * weight).sum() if total is None else total + (value * weight).sum()
     if total is not None:
         total.backward()
-    return tuple(args[i].grad if isinstance(args[i], torch.Tensor) else (args[i].weight.grad, args[i].bias.grad)
-                 for i in case.grad_args)
+    return tuple(args[index].grad for index in case.grad_args)
 
 
 def _message(problem: str | None, hint: str | None = None) -> str | None:
@@ -268,19 +271,12 @@ def _matches(got: object, imitated: object, exercise: Exercise) -> bool:
 
 def _gradient_difference(exercise: Exercise, case: Case, got_grads: tuple, expected_grads: tuple
                          ) -> tuple[str | None, str | None]:
-    names, pairs = exercise.arg_names, []
-    for index, got, expected in zip(case.grad_args, got_grads, expected_grads, strict=True):
-        if isinstance(expected, tuple):  # an nn.Linear: its weight and bias
-            got = got if isinstance(got, tuple) else (None, None)
-            pairs += [(f"{names[index]}.weight", got[0], expected[0]), (f"{names[index]}.bias", got[1], expected[1])]
-        else:
-            pairs.append((names[index], got, expected))
-    if all(got is None for _, got, _ in pairs):
-        return (f"the output is cut off from autograd: no gradient can reach "
-                f"{', '.join(f'`{name}`' for name, _, _ in pairs)}.",
+    names = [exercise.arg_names[index] for index in case.grad_args]
+    if all(got is None for got in got_grads):
+        return (f"the output is cut off from autograd: no gradient can reach {', '.join(f'`{n}`' for n in names)}.",
                 "do not use .detach(), .data, .item(), .numpy() or torch.tensor(...) on the way; compute with "
                 "torch operations on the inputs themselves.")
-    for name, got, expected in pairs:
+    for name, got, expected in zip(names, got_grads, expected_grads, strict=True):
         if got is None:
             return (f"no gradient reaches `{name}`: training could never update it.",
                     f"make sure `{name}` is used in the computation of the output, without .detach() or .data.")
