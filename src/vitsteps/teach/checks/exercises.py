@@ -42,14 +42,14 @@ NO_TRANSPOSE = ("unfold gives [B, C*P*P, N]: transpose the last two dimensions t
 
 
 def _randn(generator: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=generator)
+    return torch.randn(*shape, generator=generator)  # [*shape]
 
 
 def _with_other_batch_mates(case: Case, generator: torch.Generator) -> Case:
     """The same case with every sample but the first (of its first argument) replaced."""
     batch, *rest = case.args
-    changed = batch.clone()
-    changed[1:] = _randn(generator, *batch.shape)[1:]
+    changed = batch.clone()  # [B, ...], sample 0 kept
+    changed[1:] = _randn(generator, *batch.shape)[1:]  # [B-1, ...], new batch-mates
     return Case(case.label, (changed, *rest), case.kwargs, note=BATCH_NOTE)
 
 

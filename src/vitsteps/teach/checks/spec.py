@@ -140,7 +140,7 @@ def grad_weights(case: Case, output: object) -> list[torch.Tensor | None]:
     reference all weight the same output the same way."""
     generator = torch.Generator().manual_seed(GRADIENT_SEED)
     outputs = list(output) if isinstance(output, (tuple, list)) else [output]
-    return [torch.randn(tuple(value.shape), generator=generator, dtype=value.dtype)
+    return [torch.randn(tuple(value.shape), generator=generator, dtype=value.dtype)  # the shape of output i
             if isinstance(value, torch.Tensor) and value.is_floating_point() else None for value in outputs]
 
 
@@ -153,7 +153,7 @@ def gradients(fn: Callable[..., object], case: Case) -> tuple:
     """
     args, kwargs = list(_copies(case.args)), _copies(case.kwargs)
     for index in case.grad_args:
-        args[index] = args[index].detach().clone().requires_grad_(True)
+        args[index] = args[index].detach().clone().requires_grad_(True)  # the same shape, a leaf for its gradient
     output = fn(*args, **kwargs)
     total = None
     for value, weight in zip(output if isinstance(output, (tuple, list)) else (output,), grad_weights(case, output),
@@ -375,7 +375,7 @@ def _copies(values: Any) -> Any:
     if isinstance(values, (tuple, list)):
         return type(values)(_copies(value) for value in values)
     if isinstance(values, torch.Tensor):
-        return values.detach().clone()
+        return values.detach().clone()  # the same shape, not linked to the case
     if isinstance(values, nn.Module):
         return copy.deepcopy(values)
     return values

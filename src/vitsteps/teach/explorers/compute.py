@@ -279,7 +279,7 @@ def attention_maps_for_digit(num_heads: int = 4, depth: int = 4, digit: int = 3)
     dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)  # the package's own checks
     digit_image(digit)
     maps, trained = _attention_maps(num_heads, depth, digit)
-    return maps.clone(), trained
+    return maps.clone(), trained  # [depth, h, L, L]
 
 
 def attention_row(num_heads: int, depth: int, layer: int, head: int, query: int, digit: int = 3) -> torch.Tensor:
