@@ -9,8 +9,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -187,6 +185,23 @@ def test_make_student_names_the_notebook_whose_solution_lacks_metadata(tmp_path,
     with pytest.raises(SystemExit):
         grading.main(["student", "--course", str(tmp_path / "course"), "--exercises", TABLE, str(path)])
     assert "broken.ipynb" in capsys.readouterr().err
+
+
+def test_the_course_tools_use_only_public_vitsteps_names_and_no_developer_tools():
+    package = Path(grading.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [(path.name, alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found += [(path.name, node.module, alias.name) for alias in node.names]
+    from_vitsteps = [(where, module, name) for where, module, name in found if module.split(".")[0] == "vitsteps"]
+    assert from_vitsteps, "the grader reads ViTConfig from vitsteps"
+    for where, module, name in from_vitsteps:
+        assert not any(part.startswith("_") for part in module.split(".") + [name or ""]), (where, module, name)
+    developer = {"pytest", "hypothesis", "transformers", "playwright", "nbval", "ruff"}
+    assert not [entry for entry in found if entry[1].split(".")[0] in developer]
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -621,6 +636,7 @@ def graded(tmp_path_factory):
     (course / "submitted" / ".hidden" / "grading_mini").mkdir(parents=True)
     (course / "submitted" / "linked").symlink_to(course / "submitted" / "alice")
     (course / "submitted" / "alice" / "grading_mini" / "timestamp.txt").write_text("2025-01-15 10:00:00.000000 UTC")
+    (course / "submitted" / "alice" / "grading_mini" / "submission_secret.txt").write_text("as nbgrader collects it")
     before, submitted = _digest(course), _digest(course / "submitted")
     temporary = set(os.listdir(tempfile.gettempdir()))
     os.environ[SECRET_ENV] = SECRET
@@ -721,16 +737,27 @@ def test_nothing_outside_the_sandbox_changes_and_nothing_is_left_behind(graded):
                    graded["temporary"])
 
 
+def _nbgrader(course: Path, command: str, *arguments: str) -> None:
+    """`nbgrader <command> <arguments>` run in the course folder: nbgrader's own application for the command, in
+    this process (the command line dispatches to the same class; this saves starting nbgrader anew)."""
+    from nbgrader.apps import ExportApp, ReleaseFeedbackApp
+
+    application = {"export": ExportApp, "release_feedback": ReleaseFeedbackApp}[command]()
+    here = os.getcwd()
+    os.chdir(course)
+    try:
+        application.initialize(list(arguments))
+        application.start()
+    finally:
+        os.chdir(here)
+
+
 @needs_bwrap
-def test_refused_folders_have_rows_and_nbgrader_export_lists_the_scores(graded):
+def test_refused_folders_have_rows_and_nbgrader_export_and_feedback_release_work(graded, tmp_path):
     course, rows = graded["course"], graded["rows"]
     assert rows[".hidden"]["reason"] == "refused: the student folder's name starts with a dot"
     assert rows["linked"]["reason"] == "refused: the student folder is a symbolic link"
-    for name in ("timestamp.txt",):
-        assert (course / "feedback" / "alice" / "grading_mini" / name).read_text().startswith("2025-01-15")
-    tools = str(Path(sys.executable).parent)
-    subprocess.run([str(Path(tools) / "nbgrader"), "export"], cwd=course, check=True, capture_output=True,
-                   env={**os.environ, "PATH": tools + os.pathsep + os.environ.get("PATH", "")}, timeout=120)
+    _nbgrader(course, "export")
     with (course / "nbgrader_grades.csv").open(encoding="utf-8") as handle:
         exported = {(row["assignment"], row["student_id"]): row for row in csv.DictReader(handle)}
     graded_rows = {(row["assignment"], student): row for student, row in rows.items() if row["notebook"]}
@@ -739,6 +766,26 @@ def test_refused_folders_have_rows_and_nbgrader_export_lists_the_scores(graded):
         assert float(exported[key]["score"]) == float(row["points"]), key
         assert float(exported[key]["max_score"]) == float(row["max_points"]) > 0
     assert exported[("grading_mini", "alice")]["timestamp"].startswith("2025-01-15 10:00:00")
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    _nbgrader(course, "release_feedback", "grading_mini", "--student", "alice", f"--Exchange.root={exchange}")
+    released = list((exchange / "vitsteps" / "feedback").glob("*.html"))
+    page = course / "feedback" / "alice" / "grading_mini" / "grading_mini.html"
+    assert len(released) == 1 and released[0].read_bytes() == page.read_bytes()
+
+
+@needs_bwrap
+def test_a_manual_score_survives_grading_again(graded):
+    from nbgrader.api import Gradebook
+
+    course = graded["course"]
+    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+        book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob").manual_score = 0.5
+        book.db.commit()
+    gradebook.record(course, graded["grades"])
+    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+        cell = book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob")
+        assert (cell.manual_score, cell.auto_score, cell.score, cell.needs_manual_grade) == (0.5, 0.0, 0.5, True)
 
 
 @needs_bwrap

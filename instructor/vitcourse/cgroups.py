@@ -15,6 +15,7 @@ count per submission (RLIMIT_NPROC in the submission's own user namespace) and a
 """
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import signal
@@ -103,14 +104,14 @@ class Tree:
     def __init__(self, version: int, parents: dict[str, Path]) -> None:
         self.version = version
         self.parents = parents
-        self.count = 0
+        self.numbers = itertools.count(1)  # thread-safe in CPython: grading threads make groups at once
 
     def make(self, memory_bytes: int, processes: int) -> Group:
         """A new group with these limits."""
-        self.count += 1
+        number = next(self.numbers)
         folders = {}
         for controller, parent in self.parents.items():
-            folder = parent / f"submission-{self.count}"
+            folder = parent / f"submission-{number}"
             folder.mkdir()
             folders[controller] = folder
         group = Group(self.version, folders)

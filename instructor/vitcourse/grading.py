@@ -608,10 +608,13 @@ def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
     submitted = course / "submitted"
     for student_dir in sorted(submitted.iterdir()):
         refusal = _refusal(student_dir, "student")
+        try:
+            entries = [] if refusal else sorted(student_dir.iterdir())
+        except OSError as error:
+            refusal = f"refused: the student folder cannot be read ({error.strerror})"
         if refusal:
             decided.append(Grade(shown_name(student_dir.name), "", "", reasons=[refusal], recordable=False))
             continue
-        entries = sorted(student_dir.iterdir())
         if not entries:
             decided.append(Grade(student_dir.name, "", "", reasons=["refused: the student folder is empty"],
                                  recordable=False))

@@ -387,9 +387,12 @@ def _executor(sock: socket.socket, config: dict[str, Any], work: str, baseline: 
                                                                                           "home"))
                        for key, value in config["env"].items()})
     memory = limits["memory_bytes"] + baseline
-    for which, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, limits["cpu_seconds"]),
-                         (resource.RLIMIT_FSIZE, limits["file_bytes"]), (resource.RLIMIT_NOFILE, limits["open_files"]),
-                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, limits["processes"])):
+    chosen = [(resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+              (resource.RLIMIT_FSIZE, limits["file_bytes"]), (resource.RLIMIT_NOFILE, limits["open_files"]),
+              (resource.RLIMIT_CORE, 0)]
+    if config["sandboxed"]:  # counted in the submission's own user namespace; outside one it would count all of yours
+        chosen.append((resource.RLIMIT_NPROC, limits["processes"]))
+    for which, value in chosen:
         try:
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):

@@ -217,6 +217,7 @@ class Sandbox:
         self.watched: list[str] = []
         self.stderr_tail = b""
         self.seccomp = False
+        self.restarts = 0
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -240,6 +241,9 @@ class Sandbox:
             return
         if self.use_cgroups is not False:
             self.tree = cgroups.find()
+        self._launch()
+
+    def _launch(self) -> None:
         grader_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fd = zygote_end.fileno()
         if self.sandboxed:
@@ -249,6 +253,8 @@ class Sandbox:
                 argv = [sys.executable, "-m", "vitcourse.runner", "launch", spec]
             env: dict[str, str] = {}
         else:
+            if getattr(self, "scratch", None):
+                remove_tree(Path(self.scratch))
             self.scratch = tempfile.mkdtemp(prefix="vitcourse-zygote-")
             argv = [sys.executable, "-m", "vitcourse.runner", "zygote", str(fd)]
             env = _zygote_env(False, self.scratch)
@@ -283,10 +289,14 @@ class Sandbox:
             self.stderr_tail = (self.stderr_tail + chunk)[-8192:]
 
     def fork(self, child_fd: int, workdir: str | None) -> None:
-        """Ask the zygote for a new submission talking on `child_fd`."""
-        if self.process is None or self.process.poll() is not None or self.control is None:
-            raise Stopped("the sandbox's interpreter is gone")
+        """Ask the zygote for a new submission talking on `child_fd` (starting it again once if it died)."""
         with self.lock:
+            if self.process is None or self.process.poll() is not None or self.control is None:
+                if self.process is None or self.restarts >= 1:
+                    raise Stopped("the sandbox's interpreter is gone")
+                self.restarts += 1
+                self._stop_zygote()
+                self._launch()
             socket.send_fds(self.control, [json.dumps({"op": "start", "workdir": workdir}).encode()], [child_fd])
 
     def session(self) -> Session:
@@ -295,6 +305,13 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop the zygote (submissions end with it) and remove the cgroups made for this run."""
+        self._stop_zygote()
+        if self.tree is not None:
+            self.tree.close()
+        if not self.sandboxed and getattr(self, "scratch", None):
+            remove_tree(Path(self.scratch))
+
+    def _stop_zygote(self) -> None:
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -305,10 +322,6 @@ class Sandbox:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        if self.tree is not None:
-            self.tree.close()
-        if not self.sandboxed and getattr(self, "scratch", None):
-            remove_tree(Path(self.scratch))
 
 
 def _zygote_rss(bwrap_pid: int) -> int:
@@ -512,14 +525,25 @@ class Session:
             return {}
         return message if isinstance(message, dict) else {}
 
-    def _output(self, cell: int | None, payload: bytes) -> None:
-        """Keep (or drop) one output message within the notebook's budget."""
+    def _count(self, payload: bytes) -> None:
+        """Count a message against the notebook's output budget; end a notebook past 8 times the budget."""
         self.output_bytes += len(payload)
-        budget = self.limits.output_kb * 1024
-        if self.output_bytes > 8 * budget:
+        if self.output_bytes > 8 * self.limits.output_kb * 1024:
             self.kill()
             raise Stopped(f"the notebook printed more than {8 * self.limits.output_kb} KiB, 8 times its output "
                           f"budget, so it was stopped")
+
+    def _other(self, kind: bytes, payload: bytes) -> dict[str, Any]:
+        """A message that is not an output, parsed only when it is small JSON (a reply is; the caller counts
+        anything that is not the reply it waits for against the output budget)."""
+        if kind != b"J" or len(payload) > 64 * 1024:
+            return {}
+        return self._message(payload)
+
+    def _output(self, cell: int | None, payload: bytes) -> None:
+        """Keep (or drop) one output message within the notebook's budget."""
+        self._count(payload)
+        budget = self.limits.output_kb * 1024
         if cell is None:
             return  # output during the grader's calls is never kept
         if self.output_bytes > budget:
@@ -574,14 +598,13 @@ class Session:
                 self._interrupt()
                 deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
                 continue
-            if kind != b"J":
-                continue
-            if payload.startswith(_OUTPUT_PREFIXES):
+            if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
                 self._output(cell, payload)
                 continue
-            message = self._message(payload)
+            message = self._other(kind, payload)
             if message.get("op") == "done" and message.get("cell") == cell:
                 return "timeout" if timed_out else ("ok" if message.get("status") == "ok" else "error")
+            self._count(payload)
 
     def call(self, name: str, args: tuple, kwargs: dict[str, Any], watch: list[str]) -> Reply:
         """Call the student's `name(*args, **kwargs)` in the executor; decode what it returned.
@@ -615,13 +638,12 @@ class Session:
                 self._interrupt()
                 deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
                 continue
-            if kind != b"J":
-                continue
-            if payload.startswith(_OUTPUT_PREFIXES):
+            if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
                 self._output(None, payload)
                 continue
-            reply = self._message(payload)
+            reply = self._other(kind, payload)
             if reply.get("id") != request_id:
+                self._count(payload)
                 continue
             found = [str(name)[:200] for name in reply.get("found", []) if isinstance(name, str)][:20] \
                 if isinstance(reply.get("found"), list) else []
