@@ -128,12 +128,27 @@ def _cgroup_folders() -> list[str]:
     return found
 
 
+def _environments(root: int) -> list[bytes]:
+    """The environment of every process under `root` (bubblewrap, the zygote, a submission's processes)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and sandbox._descends(int(entry.name), root):
+            try:
+                found.append(Path(f"/proc/{entry.name}/environ").read_bytes())
+            except OSError:
+                pass
+    return found
+
+
 def _run(notebook: nbformat.NotebookNode, use_cgroups: bool | None) -> tuple[sandbox.Execution, str, bool]:
     """Run in a fresh sandbox; also return the submission's pid namespace and whether cgroups were used."""
     record = sandbox.Execution(notebook=notebook)
     with sandbox.Sandbox(LIMITS, use_cgroups=use_cgroups) as warm:
         session = warm.session()
         namespace = os.readlink(f"/proc/{session.init_pid}/ns/pid")
+        environments = _environments(warm.process.pid)
+        assert len(environments) >= 4, "bubblewrap, the zygote and the submission's init and executor"
+        assert not any(SECRET.encode() in text for text in environments), "no process of the sandbox holds it"
         try:
             sandbox.run_notebook(session, notebook, record)
         finally:

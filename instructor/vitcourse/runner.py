@@ -214,13 +214,7 @@ def zygote(control_fd: int) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        pid = os.fork()
-        if pid == 0:
-            try:
-                control.close()
-                _holder(fds[0], config, message, baseline)
-            finally:
-                os._exit(70)
+        _spawn(_start_holder, control, fds[0], config, message, baseline)
         os.close(fds[0])
 
 
@@ -240,6 +234,12 @@ def _warm_up() -> None:
         plt.close(figure)
     except Exception:  # noqa: BLE001, S110 - without it the first figure of each submission is slower, no more
         pass
+
+
+def _start_holder(control: socket.socket, fd: int, config: dict[str, Any], message: dict[str, Any],
+                  baseline: int) -> None:
+    control.close()
+    _holder(fd, config, message, baseline)
 
 
 def _resolve(dotted: str) -> Any:
@@ -301,17 +301,23 @@ def _enter_namespaces() -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
+def _spawn(function: Any, *arguments: Any) -> int:
+    """Fork; the child runs `function(*arguments)` and never returns here. The child's pid for the parent."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            function(*arguments)
+        finally:
+            os._exit(70)
+    return pid
+
+
 def _holder(fd: int, config: dict[str, Any], message: dict[str, Any], baseline: int) -> None:
     """Own the submission's namespaces; the first child is pid 1 there."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if config["sandboxed"]:
         _enter_namespaces()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _init(fd, config, message, baseline)
-        finally:
-            os._exit(70)
+    pid = _spawn(_init, fd, config, message, baseline)
     os.close(fd)
     while True:
         try:
@@ -347,12 +353,7 @@ def _init(fd: int, config: dict[str, Any], message: dict[str, Any], baseline: in
     _send(sock, {"op": "hello", "role": "init"})
     if _recv_message(sock).get("op") != "go":
         os._exit(0)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _executor(sock, config, work, baseline)
-        finally:
-            os._exit(70)
+    pid = _spawn(_executor, sock, config, work, baseline)
     sock.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:  # reap everything; leave when the executor is gone

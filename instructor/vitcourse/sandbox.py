@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -580,24 +580,31 @@ class Session:
 
     # --------------------------------------------------------------------------- running
 
-    def run_cell(self, cell: int, code: str) -> str:
-        """Run one cell; return "ok", "error" or "timeout" (interrupted); raise `Stopped` if the run ended."""
-        self._send({"op": "run", "cell": cell, "code": code})
+    def _replies(self, what: str) -> Iterator[tuple[bytes, bytes, bool]]:
+        """Frames from the executor as (kind, payload, timed out yet); at the time limit an interrupt, and the end
+        of the submission if it is ignored."""
         timed_out = False
         deadline = time.monotonic() + self.limits.cell_timeout
         while True:
             try:
-                kind, payload = self._frame(deadline, "cell")
+                kind, payload = self._frame(deadline, what)
             except TimeoutError:
                 if timed_out:
                     self.kill()
-                    raise Stopped(f"a cell ran past the time limit of {self.limits.cell_timeout:g} s and ignored "
+                    raise Stopped(f"{what} ran past the time limit of {self.limits.cell_timeout:g} s and ignored "
                                   f"the interrupt") from None
                 timed_out = True
-                self.timed_out.append(cell)
                 self._interrupt()
                 deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
                 continue
+            yield kind, payload, timed_out
+
+    def run_cell(self, cell: int, code: str) -> str:
+        """Run one cell; return "ok", "error" or "timeout" (interrupted); raise `Stopped` if the run ended."""
+        self._send({"op": "run", "cell": cell, "code": code})
+        for kind, payload, timed_out in self._replies("a cell"):
+            if timed_out and cell not in self.timed_out:
+                self.timed_out.append(cell)
             if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
                 self._output(cell, payload)
                 continue
@@ -605,6 +612,7 @@ class Session:
             if message.get("op") == "done" and message.get("cell") == cell:
                 return "timeout" if timed_out else ("ok" if message.get("status") == "ok" else "error")
             self._count(payload)
+        raise AssertionError("unreachable: _replies ends only by raising")
 
     def call(self, name: str, args: tuple, kwargs: dict[str, Any], watch: list[str]) -> Reply:
         """Call the student's `name(*args, **kwargs)` in the executor; decode what it returned.
@@ -624,20 +632,8 @@ class Session:
         self.calls += 1
         request_id = self.calls
         self._send({**message, "id": request_id, "blob": True}, blob)
-        timed_out = False
-        deadline = time.monotonic() + self.limits.cell_timeout
-        while True:
-            try:
-                kind, payload = self._frame(deadline, "call")
-            except TimeoutError:
-                if timed_out:
-                    self.kill()
-                    raise Stopped(f"the grader's call ran past the time limit of {self.limits.cell_timeout:g} s "
-                                  f"and ignored the interrupt") from None
-                timed_out = True
-                self._interrupt()
-                deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
-                continue
+        deadline = time.monotonic() + self.limits.cell_timeout + 10
+        for kind, payload, timed_out in self._replies("the grader's call"):
             if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
                 self._output(None, payload)
                 continue
@@ -651,7 +647,7 @@ class Session:
             if timed_out:
                 return Reply("timeout", found=found)
             if op in ("returned", "grads"):
-                kind, data = self._frame(deadline + 10, "blob") if reply.get("blob") else (b"B", b"")
+                kind, data = self._frame(deadline, "blob") if reply.get("blob") else (b"B", b"")
                 try:
                     value = wire.decode(reply.get("value"), data if kind == b"B" else b"", linear_grad=False)
                 except wire.WireError:
@@ -662,6 +658,7 @@ class Session:
                 if op == "missing" and reply.get("defined"):
                     ename = "not callable"
                 return Reply(op, ename=ename[:80], found=found)
+        raise AssertionError("unreachable: _replies ends only by raising")
 
     def _send(self, message: dict[str, Any], blob: bytes | None = None) -> None:
         data = wire.dumps(message) + (wire.pack_frame(b"B", blob) if blob is not None else b"")
