@@ -588,6 +588,7 @@ def graded(tmp_path_factory):
                                                "    buffer = bytearray(3 * 1024 ** 3)\n"
                                                "    return embed_dim // num_heads"}),
         "crasher": _insert_after(_solved(source), "exmini_count_test", "import os\nos.kill(os.getpid(), 9)"),
+        "sleeper": _insert_after(_solved(source), "exmini_count_test", "while True:\n    pass"),
         "flooder": _insert_after(_solved(source), "exmini_count_test", flood),
         "vandal": _insert_after(_solved(source), None, vandalism),
         "snoop": _insert_after(_insert_after(_insert_after(
@@ -670,6 +671,8 @@ def test_correct_partial_and_missing_work_is_graded_outside_the_sandbox(graded):
 @needs_bwrap
 def test_time_memory_crashes_and_floods_end_only_what_they_reach(graded):
     rows = graded["rows"]
+    assert rows["sleeper"]["points"] == "5" and rows["sleeper"]["reason"] == "timed out: cell 6 (added by the " \
+        "student) ran past 5 s", "an interrupted cell ends; the cells after it still run"
     assert rows["looper"]["points"] == "2" and "ignored the interrupt" in rows["looper"]["reason"]
     assert rows["hog"]["points"] == "4" and "out of memory (limit 512 MiB for the whole submission)" \
         in rows["hog"]["reason"]
@@ -707,7 +710,7 @@ def test_nothing_secret_reaches_the_graded_notebooks_or_the_feedback(graded):
     course = graded["course"]
     pages = {path: path.read_text(encoding="utf-8") for path in (course / "feedback").rglob("*.html")}
     notebooks = {path: path.read_text(encoding="utf-8") for path in (course / "autograded").rglob("*.ipynb")}
-    assert len(pages) == len(notebooks) == 16 + 2 * REAL.exists()
+    assert len(pages) == len(notebooks) == 17 + 2 * REAL.exists()
     for path, text in {**pages, **notebooks}.items():
         assert SECRET not in text and SECRET_ENV not in text, path
         assert "224, 16" not in text and "HIDDEN TESTS" not in text, path  # hidden tests never ran, never shown
