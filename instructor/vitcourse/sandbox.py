@@ -231,9 +231,10 @@ class Sandbox:
         """Which whole-submission limits the kernel enforces here, in words."""
         if not self.sandboxed:
             return "no sandbox: per-process limits only"
+        filtered = ", seccomp filter" if self.seccomp else ", no seccomp filter on this architecture"
         if self.tree is not None:
-            return f"cgroup v{self.tree.version}: memory and processes limited for the whole submission"
-        return "no cgroups: processes limited per submission, memory watched every 0.2 s"
+            return f"cgroup v{self.tree.version}: memory and processes limited for the whole submission{filtered}"
+        return f"no cgroups: processes limited per submission, memory watched every 0.2 s{filtered}"
 
     def start(self) -> None:
         """Start the zygote and wait until it has imported everything; raise `SandboxUnavailable` if it cannot."""
@@ -846,29 +847,3 @@ def run_notebook(session: Session, notebook: nbformat.NotebookNode, record: Exec
             for output in cell.outputs:
                 if output.output_type == "execute_result":
                     output.execution_count = cell.execution_count
-
-
-def execute(notebook: nbformat.NotebookNode, limits: Limits | None = None, sandbox: bool = True,
-            use_cgroups: bool | None = None) -> Execution:
-    """Run every code cell of `notebook` (a copy is made) in a fresh sandbox and return what happened.
-
-    Args:
-        notebook: the notebook to run.
-        limits: time, memory and output limits; `Limits()` when omitted.
-        sandbox: run inside bubblewrap (raises `SandboxUnavailable` if it cannot); False runs it with the
-            per-process limits only.
-        use_cgroups: as in `Sandbox`.
-
-    Returns:
-        An `Execution`; errors inside the notebook are recorded, never raised.
-    """
-    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
-    record = Execution(notebook=notebook)
-    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
-    with Sandbox(limits, sandboxed=sandbox, preload=imports_of(code), use_cgroups=use_cgroups) as warm:
-        session = warm.session()
-        try:
-            run_notebook(session, notebook, record)
-        finally:
-            session.close()
-    return record
