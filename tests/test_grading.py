@@ -33,7 +33,7 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None and not REQUIRE_S
 # An endless loop that swallows the interrupt (the signal lands inside the inner loop, within the try).
 STUBBORN_LOOP = ("while True:\n    try:\n        while True:\n            pass\n"
                  "    except KeyboardInterrupt:\n        pass")
-QUICK = sandbox.Limits(cell_timeout=5, notebook_timeout=90, memory_mb=512, processes=32, disk_mb=64, output_kb=1024)
+QUICK = sandbox.Limits(cell_timeout=8, notebook_timeout=90, memory_mb=512, processes=32, disk_mb=64, output_kb=1024)
 SETTINGS = grading.Settings(exercises=TABLE)
 SECRET_ENV, SECRET = "VITCOURSE_TEST_SECRET", "grader-only-" + os.urandom(8).hex()
 
@@ -616,6 +616,10 @@ def graded(tmp_path_factory):
         "reference": _solved(source, {"exmini_patches": "from vitsteps.patches import image_to_patches as solver\n"
                                                         "def patchify(image, patch_size):\n"
                                                         "    return solver(image, patch_size)"}),
+        "untracer": _solved(source, {"exmini_head": "import sys\n"
+                                                   "def head_dim(embed_dim, num_heads):\n"
+                                                   "    sys.setprofile(None)\n"
+                                                   "    return embed_dim // num_heads"}),
         "forbidden": _solved(source, {"exmini_patches": "import torch.nn.functional as F\n"
                                                         "cut = F.unfold\n"
                                                         "def patchify(image, patch_size):\n"
@@ -672,7 +676,7 @@ def test_correct_partial_and_missing_work_is_graded_outside_the_sandbox(graded):
 def test_time_memory_crashes_and_floods_end_only_what_they_reach(graded):
     rows = graded["rows"]
     assert rows["sleeper"]["points"] == "5" and rows["sleeper"]["reason"] == "timed out: cell 6 (added by the " \
-        "student) ran past 5 s", "an interrupted cell ends; the cells after it still run"
+        "student) ran past 8 s", "an interrupted cell ends; the cells after it still run"
     assert rows["looper"]["points"] == "2" and "ignored the interrupt" in rows["looper"]["reason"]
     assert rows["hog"]["points"] == "4" and "out of memory (limit 512 MiB for the whole submission)" \
         in rows["hog"]["reason"]
@@ -703,6 +707,7 @@ def test_the_package_reference_and_forbidden_calls_are_caught_at_run_time(graded
     assert "exmini_patches_test=0/2" in rows["forbidden"]["exercises"]
     assert "calls `torch.nn.functional.unfold`, which this exercise forbids" in rows["forbidden"]["reason"]
     assert rows["reference"]["points"] == rows["forbidden"]["points"] == "3"
+    assert "flagged exmini_head_test: removed the grader's call tracer during its calls" in rows["untracer"]["reason"]
 
 
 @needs_bwrap
@@ -710,7 +715,7 @@ def test_nothing_secret_reaches_the_graded_notebooks_or_the_feedback(graded):
     course = graded["course"]
     pages = {path: path.read_text(encoding="utf-8") for path in (course / "feedback").rglob("*.html")}
     notebooks = {path: path.read_text(encoding="utf-8") for path in (course / "autograded").rglob("*.ipynb")}
-    assert len(pages) == len(notebooks) == 17 + 2 * REAL.exists()
+    assert len(pages) == len(notebooks) == 18 + 2 * REAL.exists()
     for path, text in {**pages, **notebooks}.items():
         assert SECRET not in text and SECRET_ENV not in text, path
         assert "224, 16" not in text and "HIDDEN TESTS" not in text, path  # hidden tests never ran, never shown

@@ -37,6 +37,7 @@ from typing import Any
 from .sandbox import Session
 
 DEFAULT_TABLE = "vitsteps.teach.checks"
+TRACER_REMOVED = "(the call tracer was removed)"  # what the runner reports when a call removed its tracer
 _BUILTIN_ERRORS = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
                    and issubclass(getattr(builtins, name), BaseException)}
 
@@ -187,8 +188,10 @@ def _flags(exercise: Any, found: list[str]) -> list[str]:
             flags.append(f"calls the package's own `{name}`, which already solves the exercise")
         elif name in exercise.forbidden:
             flags.append(f"calls `{name}`, which this exercise forbids")
+        elif name == TRACER_REMOVED:
+            flags.append("removed the grader's call tracer during its calls")
         else:
-            flags.append(f"removed the grader's call tracer ({name})")
+            flags.append(f"reported {name[:80]!r} during the grader's calls")
     return flags
 
 

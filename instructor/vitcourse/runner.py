@@ -584,6 +584,8 @@ def _call(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> None:
     last.update(arguments=arguments, value=value, watch=message.get("watch", []))
     try:
         tree, data = wire.encode(value)
+        if len(data) > wire.MAX_ARRAY_BYTES:
+            raise wire.WireError(f"the value holds more than {wire.MAX_ARRAY_BYTES} bytes of arrays")
     except Exception as error:  # noqa: BLE001 - a value that cannot be sent is the student's problem
         _emit({**reply, "op": "unreadable", "type": type(value).__name__, "why": str(error)[:200], "found": found})
         return
@@ -625,7 +627,7 @@ def _watched_call(function: Any, arguments: list, keywords: dict, names: list[st
         intact = sys.getprofile() is profiler
         sys.setprofile(None)
         threading.setprofile(None)
-        if not intact and "(the call tracer was removed)" not in found:
+        if not intact and "(the call tracer was removed)" not in found:  # vitcourse.judge.TRACER_REMOVED
             found.append("(the call tracer was removed)")
 
 

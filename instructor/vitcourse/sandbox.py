@@ -581,9 +581,9 @@ class Session:
 
     # --------------------------------------------------------------------------- running
 
-    def _replies(self, what: str) -> Iterator[tuple[bytes, bytes, bool]]:
-        """Frames from the executor as (kind, payload, timed out yet); at the time limit an interrupt, and the end
-        of the submission if it is ignored."""
+    def _replies(self, what: str, cell: int | None = None) -> Iterator[tuple[bytes, bytes, bool]]:
+        """Frames from the executor as (kind, payload, timed out yet); at the time limit an interrupt (noted for
+        `cell`), and the end of the submission if it is ignored."""
         timed_out = False
         deadline = time.monotonic() + self.limits.cell_timeout
         while True:
@@ -595,6 +595,8 @@ class Session:
                     raise Stopped(f"{what} ran past the time limit of {self.limits.cell_timeout:g} s and ignored "
                                   f"the interrupt") from None
                 timed_out = True
+                if cell is not None:
+                    self.timed_out.append(cell)
                 self._interrupt()
                 deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
                 continue
@@ -603,9 +605,7 @@ class Session:
     def run_cell(self, cell: int, code: str) -> str:
         """Run one cell; return "ok", "error" or "timeout" (interrupted); raise `Stopped` if the run ended."""
         self._send({"op": "run", "cell": cell, "code": code})
-        for kind, payload, timed_out in self._replies("a cell"):
-            if timed_out and cell not in self.timed_out:
-                self.timed_out.append(cell)
+        for kind, payload, timed_out in self._replies("a cell", cell):
             if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
                 self._output(cell, payload)
                 continue
