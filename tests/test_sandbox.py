@@ -365,14 +365,16 @@ def test_values_cross_as_plain_data_and_come_back_equal():
     config = ViTConfig(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=3)
     layer = torch.nn.Linear(3, 2)
     value = (torch.randn(2, 3), torch.tensor([1, 2]), torch.tensor([True]), 7, 2.5, True, None, "x", [1.0],
-             config, layer)
+             config, layer, torch.tensor(3.5), torch.arange(6.0).reshape(2, 3).t())
     tree, blob = wire.encode(value)
     back = wire.decode(tree, blob)
+    assert back[11].shape == () and back[11].item() == 3.5, "a scalar (a loss) stays a 0-d tensor"
+    assert torch.equal(back[12], value[12]), "a transposed view crosses as its values"
     assert torch.equal(back[0], value[0]) and back[1].dtype == torch.int64 and back[2].dtype == torch.bool
     assert back[3:9] == (7, 2.5, True, None, "x", [1.0]) and type(back[3]) is int and type(back[5]) is bool
     assert back[9] == config and torch.equal(back[10].weight, layer.weight) and torch.equal(back[10].bias, layer.bias)
     with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:  # the blob is an ordinary .npz
-        assert sorted(arrays.files) == ["a0", "a1", "a2", "a3", "a4"]
+        assert sorted(arrays.files) == ["a0", "a1", "a2", "a3", "a4", "a5", "a6"]
 
 
 def _npz_with(name: str, data: bytes, compression: int = zipfile.ZIP_STORED) -> bytes:

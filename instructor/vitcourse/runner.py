@@ -600,13 +600,17 @@ def _watched_call(function: Any, arguments: list, keywords: dict, names: list[st
     builtins: dict[int, tuple[Any, str]] = {}
     for name in names if isinstance(names, list) else []:
         target = _WATCHED.get(name) if name in _WATCHED else _resolve(str(name))
-        while target is not None:
-            code = getattr(target, "__code__", None)
-            if code is not None:
-                codes[code] = name
-            else:
-                builtins[id(target)] = (target, name)
-            target = getattr(target, "__wrapped__", None)
+        # a class (torch.nn.Unfold) is reached through the methods it defines itself
+        targets = [vars(target)[attribute] for attribute in ("__init__", "__call__", "forward")
+                   if attribute in vars(target)] if isinstance(target, type) else [target]
+        for target in targets:
+            while target is not None:
+                code = getattr(target, "__code__", None)
+                if code is not None:
+                    codes[code] = name
+                else:
+                    builtins[id(target)] = (target, name)
+                target = getattr(target, "__wrapped__", None)
 
     def profiler(frame: Any, event: str, argument: Any) -> None:
         if event == "call":

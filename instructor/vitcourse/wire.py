@@ -121,7 +121,8 @@ def _array(tensor: Any, arrays: dict[str, np.ndarray]) -> str:
     if len(arrays) >= MAX_ARRAYS:
         raise WireError(f"more than {MAX_ARRAYS} tensors in one value")
     key = f"a{len(arrays)}"
-    arrays[key] = np.ascontiguousarray(torch.Tensor.numpy(torch.Tensor.clone(plain).resolve_conj().resolve_neg()))
+    copy = torch.Tensor.clone(plain, memory_format=torch.contiguous_format).resolve_conj().resolve_neg()
+    arrays[key] = torch.Tensor.numpy(copy)  # as it is: a 0-d tensor stays 0-d (np.ascontiguousarray would not)
     return key
 
 
