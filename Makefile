@@ -3,6 +3,8 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 COURSE      ?= course
+# the exercise table make student checks against and make autograde grades with (default: the course's setting)
+EXERCISES   ?=
 WORKSPACE   ?= workspace
 # extra JupyterLab flags, e.g. make lab LAB_ARGS="--port 8890 --no-browser"
 LAB_ARGS    ?=
@@ -60,10 +62,10 @@ notebooks: $(VENV)/.dev
 	$(PY) -m vitcourse.execute $(NB)
 
 student: $(VENV)/.dev
-	$(PY) -m vitcourse.grading student --course $(COURSE) $(NB)
+	$(PY) -m vitcourse.grading student --course $(COURSE) $(if $(EXERCISES),--exercises $(EXERCISES)) $(NB)
 
 autograde: $(VENV)/.dev
-	$(PY) -m vitcourse.grading autograde --course $(COURSE)
+	$(PY) -m vitcourse.grading autograde --course $(COURSE) $(if $(EXERCISES),--exercises $(EXERCISES))
 
 bench: $(VENV)/.dev
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

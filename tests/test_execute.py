@@ -3,7 +3,6 @@ import json
 import uuid
 
 import nbformat
-
 from vitcourse.execute import renumber_widget_ids
 
 

@@ -1,4 +1,5 @@
-"""Student versions, the tamper scan, the sandbox, and autograding end to end (correct, partly wrong, hostile)."""
+"""Student versions, assembly, the static scan, the verdict outside the sandbox, nbgrader's gradebook, and autograding
+end to end: correct, partly wrong and hostile submissions, one of our own for each attack class."""
 from __future__ import annotations
 
 import ast
@@ -8,8 +9,7 @@ import hashlib
 import os
 import re
 import shutil
-import socket
-import threading
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -18,13 +18,13 @@ import pytest
 # CI sets VITSTEPS_REQUIRE_SANDBOX=1: there a missing nbgrader or bubblewrap fails the tests instead of skipping them.
 REQUIRE_SANDBOX = os.environ.get("VITSTEPS_REQUIRE_SANDBOX") == "1"
 if not REQUIRE_SANDBOX:
-    pytest.importorskip("nbgrader", reason="the instructor extra (nbgrader) is not installed")
+    pytest.importorskip("nbgrader", reason="the instructor tools (vitcourse, nbgrader) are not installed")
 
-from vitsteps.teach.checks import CheckFailed  # noqa: E402
-from vitcourse import grading, sandbox  # noqa: E402
+from vitcourse import gradebook, grading, judge, sandbox, scan, wire  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(__file__).parent / "fixtures" / "grading_mini.ipynb"
+TABLE = str(Path(__file__).parent / "fixtures" / "exercises.py")
 EXERCISE_NOTEBOOKS = sorted((REPO / "notebooks").glob("0[1-6]_*.ipynb"))
 STAGE_NOTEBOOKS = sorted((REPO / "notebooks").glob("0[0-6]_*.ipynb"))
 REAL = REPO / "notebooks" / "01_patches_unfold.ipynb"
@@ -33,7 +33,9 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None and not REQUIRE_S
 # An endless loop that swallows the interrupt (the signal lands inside the inner loop, within the try).
 STUBBORN_LOOP = ("while True:\n    try:\n        while True:\n            pass\n"
                  "    except KeyboardInterrupt:\n        pass")
-QUICK = sandbox.Limits(cell_timeout=3, notebook_timeout=40, memory_mb=1024, cell_output_kb=64)
+QUICK = sandbox.Limits(cell_timeout=8, notebook_timeout=90, memory_mb=512, processes=32, disk_mb=64, output_kb=1024)
+SETTINGS = grading.Settings(exercises=TABLE)
+SECRET_ENV, SECRET = "VITCOURSE_TEST_SECRET", "grader-only-" + os.urandom(8).hex()
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -64,14 +66,13 @@ def _solved(source: nbformat.NotebookNode, answers: dict[str, str] | None = None
     return notebook
 
 
-def _insert_after(notebook: nbformat.NotebookNode, index: int, code: str) -> nbformat.NotebookNode:
+def _insert_after(notebook: nbformat.NotebookNode, grade_id: str | None, code: str) -> nbformat.NotebookNode:
+    """A copy with a student cell after the cell of `grade_id` (None: after the first code cell)."""
     notebook = copy.deepcopy(notebook)
+    index = next(i for i, cell in enumerate(notebook.cells)
+                 if (_grade_id(cell) == grade_id if grade_id else cell.cell_type == "code"))
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
     return notebook
-
-
-def _first_code_index(notebook: nbformat.NotebookNode) -> int:
-    return next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
 
 
 def _index_of(notebook: nbformat.NotebookNode, grade_id: str) -> int:
@@ -85,42 +86,14 @@ def _submit(course: Path, student: str, source_path: Path, notebook: nbformat.No
     return folder / source_path.name
 
 
-def _digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+def _digest(root: Path) -> dict[str, str]:
     return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()
-            and not any(str(path.relative_to(root)).startswith(prefix) for prefix in skip)}
+            for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink()}
 
 
 def _rows(course: Path) -> dict[str, dict[str, str]]:
     with (course / "grades.csv").open(encoding="utf-8") as handle:
         return {row["student"]: row for row in csv.DictReader(handle)}
-
-
-class _Listener:
-    """A TCP server on the host's loopback that records whether anyone connected."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.2)
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            connection.close()
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.server.close()
 
 
 # ------------------------------------------------------------------------------------------ student versions
@@ -157,37 +130,46 @@ def _imports_of(notebook: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS + [MINI], ids=lambda p: p.stem)
-def test_a_stub_never_passes_its_test(path):
+def test_a_stub_never_passes_its_visible_test(path):
     source = _read(path)
     student = grading.student_version(source)
     solutions = [c for c in student.cells if grading._is_solution(c)]
-    tests = {_grade_id(c): c.source for c in source.cells if grading._is_test(c)}
-    visible = {_grade_id(c): c.source for c in student.cells if grading._is_test(c)}
-    assert solutions and tests
+    visible = [c.source for c in student.cells if grading._is_test(c)]
+    assert solutions and visible
     namespace: dict = {}
     exec(_imports_of(source), namespace)  # noqa: S102 - the notebook's own imports
     for cell in solutions:
         exec(cell.source, namespace)  # noqa: S102 - the generated stub
-    for grade_id in tests:
-        for test_source in (visible[grade_id], tests[grade_id]):
-            first_statement = ast.unparse(ast.parse(test_source).body[0])
-            with pytest.raises((CheckFailed, NotImplementedError)):
-                exec(first_statement, namespace)  # noqa: S102
+    for test_source in visible:
+        first_statement = ast.unparse(ast.parse(test_source).body[0])
+        with pytest.raises((AssertionError, NotImplementedError)):  # the self-check's CheckFailed is an AssertionError
+            exec(first_statement, namespace)  # noqa: S102
 
 
-def test_make_student_writes_source_release_and_config_even_without_exercises(tmp_path, capsys):
+def test_make_student_writes_source_release_config_and_registers_the_gradebook(tmp_path, capsys):
     overview = REPO / "notebooks" / "00_overview.ipynb"
     paths = [overview, MINI] if overview.exists() else [MINI]
-    assert grading.main(["student", "--course", str(tmp_path / "course"), *map(str, paths)]) == 0
+    assert grading.main(["student", "--course", str(tmp_path / "course"), "--exercises", TABLE,
+                         *map(str, paths)]) == 0
     course = tmp_path / "course"
     for path in paths:
         assert (course / "source" / path.stem / path.name).read_bytes() == path.read_bytes()
         assert (course / "release" / path.stem / path.name).is_file()
     assert (course / "nbgrader_config.py").is_file() and (course / "submitted").is_dir()
-    printed = capsys.readouterr().out
-    assert "grading_mini: 2 graded test cells" in printed
-    if overview.exists():
-        assert "00_overview: 0 graded test cells" in printed
+    printed = capsys.readouterr()
+    assert "grading_mini: 3 graded test cells" in printed.out and "warning" not in printed.err
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+        cells = {cell.name: cell.max_score for cell in book.find_notebook("grading_mini", "grading_mini").grade_cells}
+        assert cells == {"exmini_count_test": 2.0, "exmini_head_test": 1.0, "exmini_patches_test": 2.0}
+        assert {assignment.name for assignment in book.assignments} >= {"grading_mini"}
+
+
+def test_make_student_warns_about_a_test_cell_without_an_exercise(tmp_path, capsys):
+    assert grading.main(["student", "--course", str(tmp_path / "course"), "--exercises",
+                         str(tmp_path / "missing.py"), str(MINI)]) == 0
+    assert "cannot be imported" in capsys.readouterr().err
 
 
 def test_make_student_refuses_a_path_that_is_not_a_notebook(tmp_path):
@@ -201,48 +183,92 @@ def test_make_student_names_the_notebook_whose_solution_lacks_metadata(tmp_path,
     path = tmp_path / "broken.ipynb"
     nbformat.write(broken, path)
     with pytest.raises(SystemExit):
-        grading.main(["student", "--course", str(tmp_path / "course"), str(path)])
+        grading.main(["student", "--course", str(tmp_path / "course"), "--exercises", TABLE, str(path)])
     assert "broken.ipynb" in capsys.readouterr().err
+
+
+def test_the_course_tools_use_only_public_vitsteps_names_and_no_developer_tools():
+    package = Path(grading.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [(path.name, alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found += [(path.name, node.module, alias.name) for alias in node.names]
+    from_vitsteps = [(where, module, name) for where, module, name in found if module.split(".")[0] == "vitsteps"]
+    assert from_vitsteps, "the grader reads ViTConfig from vitsteps"
+    for where, module, name in from_vitsteps:
+        assert not any(part.startswith("_") for part in module.split(".") + [name or ""]), (where, module, name)
+    developer = {"pytest", "hypothesis", "transformers", "playwright", "nbval", "ruff"}
+    assert not [entry for entry in found if entry[1].split(".")[0] in developer]
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def test_course_settings_come_from_the_course_config(tmp_path):
+    assert grading.course_settings(tmp_path) == grading.Settings()
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.VitCourse.flagged_credit = 0.5\n"
+                                                 f"c.VitCourse.exercises = {TABLE!r}\n")
+    assert grading.course_settings(tmp_path) == grading.Settings(exercises=TABLE, flagged_credit=0.5)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.VitCourse.credit = 1\n")
+    with pytest.raises(ValueError, match="c.VitCourse has no setting 'credit'"):
+        grading.course_settings(tmp_path)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"flagged_credit": 2}, "flagged_credit must be a number from 0 to 1, got 2"),
+    ({"flagged_credit": True}, "flagged_credit must be a number from 0 to 1, got True"),
+    ({"exercises": ""}, "exercises must name a module or a .py file"),
+])
+def test_bad_settings_are_named(fields, message):
+    with pytest.raises(ValueError, match=message):
+        grading.Settings(**fields)
+
+
+def test_an_exercise_table_that_breaks_the_contract_is_refused(tmp_path):
+    broken = tmp_path / "table.py"
+    broken.write_text("EXERCISES = {}\n")
+    with pytest.raises(judge.TableUnavailable, match="no EXERCISES dict or no verdict function"):
+        judge.load_table(str(broken))
+    with pytest.raises(judge.TableUnavailable, match="cannot be imported"):
+        judge.load_table("vitcourse_no_such_table")
 
 
 # ------------------------------------------------------------------------------------------ assembling
 
 
-def test_assembly_restores_edited_and_deleted_tests_and_keeps_added_cells():
+def test_assembly_restores_edited_and_deleted_tests_keeps_added_cells_and_drops_hidden_tests():
     source = _read(MINI)
     released = grading.student_version(source)
     student = _solved(source)
     student.cells[_index_of(student, "exmini_count_test")].source = "pass"
     del student.cells[_index_of(student, "exmini_head_test")]
-    student = _insert_after(student, _index_of(student, "exmini_count"), "helper = 1")
+    student = _insert_after(student, "exmini_count", "helper = 1")
     fake = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade": True, "grade_id": "mine", "points": 99,
                                                                      "locked": True, "solution": False}})
     student.cells.append(fake)
     assembled = grading.assemble(source, released, student)
     sources = [cell.source for cell in assembled.notebook.cells]
-    assert any("BEGIN HIDDEN TESTS" in text and "count_patches(224, 16)" in text for text in sources)
-    assert any("head_dim(768, 12)" in text for text in sources)
+    assert "assert count_patches(8, 4) == 4" in sources and "assert head_dim(8, 8) == 1" in sources
+    assert not any("HIDDEN" in text or "224, 16" in text or "768, 12" in text for text in sources)
     assert sources.index("helper = 1") == sources.index(next(s for s in sources if "def count_patches" in s)) + 1
     assert "test cell exmini_count_test was edited (the original was used)" in assembled.notes
     assert "test cell exmini_head_test was deleted (restored for grading)" in assembled.notes
-    assert sum(grading._is_test(cell) for cell in assembled.notebook.cells) == 2  # the fake test cell earns nothing
+    assert sum(grading._is_test(cell) for cell in assembled.notebook.cells) == 3  # the fake test cell earns nothing
     assert "return (image_size // patch_size) ** 2" in sources[_index_of(source, "exmini_count")]
 
 
-def test_a_marker_counts_only_when_the_test_cell_showed_it():
-    notebook = grading.student_version(_read(MINI))
-    markers = grading._add_markers(notebook)
-    first, second = sorted(markers)
-    assert markers[first] != markers[second] and notebook.cells[first].source.endswith(repr(markers[first]))
-    shown = nbformat.v4.new_output("execute_result", data={"text/plain": repr(markers[first])})
-    notebook.cells[first].outputs = [shown]
-    notebook.cells[second].outputs = [nbformat.v4.new_output("stream", name="stdout", text=markers[second])]
-    seen = grading._remove_markers(notebook, markers)
-    assert seen == {first: True, second: False}
-    assert notebook.cells[first].outputs == [] and "vitsteps-grader" not in notebook.cells[first].source
+def test_each_test_cell_maps_to_the_exercise_of_its_solution_cell():
+    table = judge.load_table(TABLE)
+    mapping = grading.exercise_map(_read(MINI), "grading_mini", table)
+    assert {grade_id: exercise.name for grade_id, exercise in mapping.items()} == {
+        "exmini_count_test": "count_patches", "exmini_head_test": "head_dim", "exmini_patches_test": "patchify"}
+    assert set(grading.exercise_map(_read(MINI), "another_notebook", table).values()) == {None}
 
 
-# ------------------------------------------------------------------------------------------ tamper scan
+# ------------------------------------------------------------------------------------------ the static scan
 
 
 PROTECTED = {"check": "vitsteps.checks:check", "torch": "torch", "vitsteps": "vitsteps", "isinstance": ""}
@@ -271,6 +297,8 @@ TAMPERING = {
     "shell": "!rm -rf ~",
     "magic": "%%capture\nx = 1",
     "timed monkeypatch": "%timeit vitsteps.checks.check = print",
+    "a subprocess": "import subprocess\nsubprocess.run(['true'])",
+    "a fork": "import os\nos.fork()",
 }
 INNOCENT = {
     "imports and a helper": "import torch\nimport torch.nn.functional as F\nfrom torch import nn\nimport math\n\n"
@@ -287,12 +315,12 @@ INNOCENT = {
 
 @pytest.mark.parametrize("code", TAMPERING.values(), ids=TAMPERING.keys())
 def test_tampering_is_found(code):
-    assert sandbox.find_tampering({"cell 9": code}, PROTECTED, MODULES)
+    assert scan.find_tampering({"cell 9": code}, PROTECTED, MODULES)
 
 
 @pytest.mark.parametrize("code", INNOCENT.values(), ids=INNOCENT.keys())
 def test_ordinary_student_code_is_not_tampering(code):
-    assert sandbox.find_tampering({"cell 9": code}, PROTECTED, MODULES) == []
+    assert scan.find_tampering({"cell 9": code}, PROTECTED, MODULES) == []
 
 
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.stem)
@@ -302,216 +330,488 @@ def test_the_reference_solutions_and_instructor_code_are_not_tampering(path):
     solutions = [c.source for c in source.cells if grading._is_solution(c)]
     others = [c.source for c in source.cells if c.cell_type == "code" and not grading._is_test(c)
               and not grading._is_solution(c)]
-    protected, modules = sandbox.protected_names(tests, others, solutions)
+    protected, modules = scan.protected_names(tests, others, solutions)
     assert "check" in protected
     code = {f"cell {i}": text for i, text in enumerate(solutions + others)}
-    assert sandbox.find_tampering(code, protected, modules) == []
+    assert scan.find_tampering(code, protected, modules) == []
 
 
-# ------------------------------------------------------------------------------------------ the sandbox
+# ------------------------------------------------------------------------------------------ the verdict
 
 
-@needs_bwrap
-def test_the_sandbox_blocks_network_host_files_memory_and_floods(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("host data")
-    listener = _Listener()
-    cells = [
-        "import os, socket\n"
-        "def attempt(action):\n"
-        "    try:\n"
-        "        action()\n"
-        "        return 'done'\n"
-        "    except Exception as error:\n"
-        "        return type(error).__name__\n"
-        f"print('read', attempt(lambda: open({str(secret)!r}).read()))\n"
-        f"print('write', attempt(lambda: open({str(secret)!r}, 'w').write('x')))\n"
-        "print('root', attempt(lambda: open('/planted.txt', 'w').write('x')))\n"
-        f"print('loopback', attempt(lambda: socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)))\n"
-        "print('internet', attempt(lambda: socket.create_connection(('1.1.1.1', 80), timeout=2)))\n"
-        "print('scratch', attempt(lambda: open('mine.txt', 'w').write('x')))",
-        "buffer = bytearray(3 * 1024 ** 3)",
-        "print('x' * 100_000)\nprint('y' * 100_000)",
-        "while True:\n    pass",
-        "print('still alive')",
-        "import os\nos.kill(os.getpid(), 9)",
-        "print('never')",
-    ]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    try:
-        run = sandbox.execute(notebook, sandbox.Limits(cell_timeout=3, notebook_timeout=30, memory_mb=1024,
-                                                       cell_output_kb=64))
-    finally:
-        listener.close()
-    printed = "".join(o.get("text", "") for o in run.notebook.cells[0].outputs)
-    assert "read FileNotFoundError" in printed and "write " in printed and "write done" not in printed
-    assert "root OSError" in printed and "scratch done" in printed
-    assert "loopback ConnectionRefusedError" in printed and "internet done" not in printed
-    assert listener.connections == 0 and secret.read_text() == "host data"
-    assert run.notebook.cells[1].outputs[0]["ename"] == "MemoryError"
-    assert run.truncated == [2]
-    assert run.timed_out == [3] and run.status[3] == "error"
-    assert run.notebook.cells[4].outputs[0]["text"] == "still alive\n"
-    assert run.stopped.startswith("the kernel died") and run.stopped_at == 5 and 6 not in run.status
+class _LocalSession:
+    """Stands in for a sandboxed session: calls Python functions here, with the same plain-data round trip."""
+
+    def __init__(self, functions: dict) -> None:
+        self.functions = functions
+        self.last: tuple = ()
+
+    def call(self, name, args, kwargs, watch):
+        function = self.functions.get(name)
+        if function is None:
+            return sandbox.Reply("missing")
+        args = wire.decode(*wire.encode(tuple(args)))
+        try:
+            value = function(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001 - as the executor reports it
+            return sandbox.Reply("raised", ename=type(error).__name__)
+        self.last = (args, value)
+        try:
+            return sandbox.Reply("returned", value=wire.decode(*wire.encode(value)))
+        except wire.WireError:
+            return sandbox.Reply("unreadable")
+
+    def backward(self, weights, positions):
+        args, value = self.last
+        outputs = list(value) if isinstance(value, tuple) else [value]
+        terms = [(output * weight).sum() for output, weight in zip(outputs, weights, strict=True)
+                 if weight is not None and output.requires_grad]
+        if terms:
+            sum(terms).backward()
+        return sandbox.Reply("returned", value=wire.decode(*wire.encode(tuple(args[p].grad for p in positions))))
 
 
-@needs_bwrap
-def test_a_loop_that_ignores_the_interrupt_is_stopped():
-    loop = STUBBORN_LOOP
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in ["x = 1", loop, "x = 2"]])
-    run = sandbox.execute(notebook, sandbox.Limits(cell_timeout=1, notebook_timeout=20))
-    assert run.timed_out == [1] and "ignored the interrupt" in run.stopped and 2 not in run.status
+def _patches(image, patch_size):
+    B, C, H, W = image.shape
+    blocks = image.reshape(B, C, H // patch_size, patch_size, W // patch_size, patch_size)
+    return blocks.permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * patch_size ** 2)
 
 
-@needs_bwrap
-def test_a_kernel_that_fills_its_scratch_folder_is_stopped():
-    fill = ("import time\nfor index in range(40):\n    with open(f'junk{index}', 'wb') as junk:\n"
-            "        junk.write(bytes(1024 ** 2))\n    time.sleep(0.05)")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [fill, "x = 2"]])
-    run = sandbox.execute(notebook, sandbox.Limits(cell_timeout=20, notebook_timeout=30, disk_mb=8))
-    assert "wrote more than 8 MiB" in run.stopped and run.stopped_at == 0 and 1 not in run.status
+class StudentError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("function, expected", [
+    (_patches, ""),
+    (lambda image, patch_size: image.reshape(image.shape[0], -1, image.shape[1] * patch_size ** 2),
+     "reshape alone on B=1, C=3, H=8, W=8, P=4: a reshape alone cuts stripes"),
+    (lambda image, patch_size: _patches(image, patch_size).detach(), "no gradient reached argument 0"),
+    (lambda image, patch_size: _patches(image.detach(), patch_size) + 0 * image.sum(),
+     "the gradient of argument 0 is wrong"),
+    (lambda image, patch_size: _patches(image, patch_size)[:, :1], "expected shape [1, 4, 48], got [1, 1, 48]"),
+    (lambda image, patch_size: {"not": "plain"}, "returned something the grader cannot read on case 1 of 3"),
+    (lambda image, patch_size: 1 / 0, "`patchify` raised ZeroDivisionError on case 1 of 3"),
+    (lambda image, patch_size: (_ for _ in ()).throw(StudentError(str(image))), "`patchify` raised an exception"),
+], ids=["correct", "a classic mistake", "detached", "wrong gradient", "wrong shape", "unreadable", "builtin error",
+        "own exception class"])
+def test_the_grader_decides_from_plain_values_with_its_own_words(function, expected):
+    table = judge.load_table(TABLE)
+    outcome = judge.judge(_LocalSession({"patchify": function}), table, table.exercises["patchify"], seed=3)
+    assert outcome.passed == (expected == "")
+    assert expected in outcome.hint
+    assert "tensor(" not in outcome.hint, "the hint never repeats the grader's inputs"
+
+
+def test_a_missing_function_is_named():
+    table = judge.load_table(TABLE)
+    outcome = judge.judge(_LocalSession({}), table, table.exercises["head_dim"], seed=0)
+    assert not outcome.passed and outcome.hint == "`head_dim` is not defined when its test cell runs."
+
+
+def test_cases_are_new_for_each_run_and_student():
+    seeds = {judge.case_seed(secret, student, "grading_mini", "head_dim")
+             for secret in (b"run one", b"run two") for student in ("alice", "bob")}
+    assert len(seeds) == 4
+
+
+def test_a_copy_of_the_package_reference_is_recognised_whatever_its_names():
+    import inspect
+
+    import vitsteps.patches
+
+    table = judge.load_table(TABLE)
+    reference = inspect.getsource(vitsteps.patches.image_to_patches)
+    renamed = (reference.replace("def image_to_patches", "def patchify").replace("image", "picture")
+               .replace("columns", "cols").replace('"""', '"""Mine. ', 1))
+    assert judge.copied_reference(renamed, table.exercises["patchify"]) == "vitsteps.patches.image_to_patches"
+    own = "def patchify(image, patch_size):\n" + "\n".join(
+        "    " + line for line in inspect.getsource(_patches).splitlines()[1:])
+    assert judge.copied_reference(own, table.exercises["patchify"]) is None
+
+
+# ------------------------------------------------------------------------------------------ submission folders
+
+
+def test_every_entry_under_submitted_gets_a_row_saying_why(tmp_path):
+    course = tmp_path / "course"
+    (course / "source" / "grading_mini").mkdir(parents=True)
+    shutil.copyfile(MINI, course / "source" / "grading_mini" / MINI.name)
+    submitted = course / "submitted"
+    good = submitted / "alice" / "grading_mini"
+    good.mkdir(parents=True)
+    shutil.copyfile(MINI, good / MINI.name)
+    (submitted / ".hidden" / "grading_mini").mkdir(parents=True)
+    (submitted / "linked").symlink_to(submitted / "alice")
+    (submitted / "odd name!" / "grading_mini").mkdir(parents=True)
+    (submitted / "notes.txt").write_text("x")
+    (submitted / "empty").mkdir()
+    (submitted / "carol").mkdir()
+    (submitted / "carol" / "grading_mini").symlink_to(good)
+    (submitted / "dave" / "grading_mini").mkdir(parents=True)
+    (submitted / "dave" / "grading_mini" / MINI.name).symlink_to(good / MINI.name)
+    (submitted / "erin" / "no_such_assignment").mkdir(parents=True)
+    os.mkdir(os.path.join(os.fsencode(submitted), b"bytes\xff\x01"))
+    submissions, decided = grading.find_submissions(course)
+    assert [(s.student, s.assignment) for s in submissions] == [("alice", "grading_mini")]
+    reasons = {grade.student: grade.row()["reason"] for grade in decided}
+    assert reasons[".hidden"] == "refused: the student folder's name starts with a dot"
+    assert reasons["linked"] == "refused: the student folder is a symbolic link"
+    assert reasons["odd name!"].startswith("refused: unusual characters in the student folder's name")
+    assert reasons["notes.txt"] == "refused: 'notes.txt' is a file, not a student folder"
+    assert reasons["empty"] == "refused: the student folder is empty"
+    assert reasons["carol"] == "refused: the assignment folder is a symbolic link"
+    assert reasons["dave"] == "refused: the notebook is a symbolic link"
+    assert reasons["erin"].startswith("no assignment 'no_such_assignment'")
+    assert reasons["bytes\\udcff\\x01"].startswith("refused: unusual characters")
+    assert len(decided) == 9
+    grading.write_grades(course, decided)  # odd names still make a valid CSV
+    assert len(_rows(course)) == 9
+
+
+def test_feedback_never_shows_test_code_or_outputs_after_the_first_graded_test():
+    source = _read(MINI)
+    notebook = grading.assemble(source, grading.student_version(source), _solved(source)).notebook
+    first_test = _index_of(notebook, "exmini_count_test")
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"printed by cell {index}\n")]
+    notebook.cells[-2].outputs = []  # as grade_notebook leaves them after the first graded test
+    notebook.metadata["vitcourse"] = {"outputs_kept_until_cell": first_test + 1}
+    grade = grading.Grade("alice", "grading_mini", MINI.name, points=2, max_points=5,
+                          exercises={"exmini_count_test": (2.0, 2.0), "exmini_head_test": (0.0, 1.0),
+                                     "exmini_patches_test": (0.0, 2.0)},
+                          verdicts={"exmini_head_test": "expected 4, got 2 on embed_dim=8, num_heads=2"})
+    page = grading.feedback_html(notebook, grade)
+    assert "assert count_patches" not in page and "assert head_dim" not in page
+    assert f"printed by cell {first_test}" not in page, "a test cell is replaced by the grader's verdict"
+    assert "printed by cell 1" in page and "expected 4, got 2 on embed_dim=8, num_heads=2" in page
+    assert "exmini_head_test: 0 / 1 points" in page and "2 / 5 points" in page
+
+
+# ------------------------------------------------------------------------------------------ without the sandbox
+
+
+def _integers_only() -> nbformat.NotebookNode:
+    """The mini notebook without its tensor exercise: a warm interpreter without torch starts fast."""
+    notebook = _read(MINI)
+    notebook.cells = [cell for cell in notebook.cells if "patches" not in (_grade_id(cell) or "")]
+    notebook.cells[1].source = "import math\n\nprint(math.isqrt(16))"
+    return notebook
 
 
 def test_autograde_refuses_to_run_unsandboxed_without_being_told(tmp_path, monkeypatch, capsys):
     course = tmp_path / "course"
-    grading.release(course, [MINI])
-    _submit(course, "alice", MINI, _solved(_read(MINI)))
+    path = tmp_path / MINI.name
+    nbformat.write(_integers_only(), path)
+    grading.release(course, [path], TABLE)
+    deep = "import os\nfor _ in range(50):\n    os.mkdir('d')\n    os.chdir('d')\nos.chmod('.', 0)"
+    _submit(course, "alice", path, _insert_after(_solved(_read(path)), None, deep))
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
-    assert grading.main(["autograde", "--course", str(course)]) == 2
+    assert grading.main(["autograde", "--course", str(course), "--exercises", TABLE]) == 2
     message = capsys.readouterr().err
     assert "bubblewrap" in message and "--no-sandbox" in message and "apt-get install -y bubblewrap" in message
     assert not (course / "grades.csv").exists()
-    assert grading.main(["autograde", "--course", str(course), "--no-sandbox", "--cell-timeout", "20"]) == 0
+    before = set(os.listdir(tempfile.gettempdir()))
+    assert grading.main(["autograde", "--course", str(course), "--no-sandbox", "--exercises", TABLE,
+                         "--cell-timeout", "20"]) == 0
     assert _rows(course)["alice"]["points"] == "3"
-
-
-def test_missing_unreadable_and_exercise_free_submissions_get_a_row_and_a_reason(tmp_path):
-    plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Overview"),
-                                            nbformat.v4.new_code_cell("print('no exercises here')")],
-                                     metadata=_read(MINI).metadata)
-    overview = tmp_path / "00_plain.ipynb"
-    nbformat.write(plain, overview)
-    course = tmp_path / "course"
-    grading.release(course, [overview, MINI])
-    _submit(course, "alice", overview, plain)
-    (course / "submitted" / "bob" / "grading_mini").mkdir(parents=True)
-    (course / "submitted" / "carol" / "grading_mini").mkdir(parents=True)
-    (course / "submitted" / "carol" / "grading_mini" / "grading_mini.ipynb").write_text("{ not json")
-    (course / "submitted" / "dave" / "no_such_assignment").mkdir(parents=True)
-    grading.autograde(course, QUICK, use_sandbox=False, quiet=True)
-    rows = _rows(course)
-    assert (rows["alice"]["max_points"], rows["alice"]["reason"]) == (
-        "0", "not run: this assignment has no graded exercises")
-    assert (rows["bob"]["points"], rows["bob"]["max_points"], rows["bob"]["reason"]) == (
-        "0", "3", "no notebook submitted")
-    assert rows["carol"]["reason"].startswith("unreadable notebook")
-    assert rows["dave"]["reason"].startswith("no assignment 'no_such_assignment'")
+    assert not any(name.startswith("vitcourse") for name in set(os.listdir(tempfile.gettempdir())) - before)
 
 
 # ------------------------------------------------------------------------------------------ end to end
 
 
-@needs_bwrap
-def test_autograde_grades_correct_partial_and_hostile_submissions_and_contains_them(tmp_path):
-    course, outside = tmp_path / "course", tmp_path / "outside.txt"
+def _attack(source: nbformat.NotebookNode, answers: dict[str, str], after: str | None, code: str):
+    return _insert_after(_solved(source, answers), after, code)
+
+
+WRONG_COUNT = {"exmini_count": "def count_patches(image_size, patch_size):\n    return 0"}
+WRONG_HEAD = {"exmini_head": "def head_dim(embed_dim, num_heads):\n    return num_heads"}
+ZERO_PATCHES = {"exmini_patches": "def patchify(image, patch_size):\n"
+                                  "    B, C, H, W = image.shape\n"
+                                  "    N = (H // patch_size) * (W // patch_size)\n"
+                                  "    return torch.zeros(B, N, C * patch_size ** 2)"}
+SNOOP = ("import os\n"
+         "def attempt(action):\n"
+         "    try:\n        return action()\n    except Exception as error:\n        return type(error).__name__\n"
+         "print('env', sorted(os.environ.items()))\n"
+         "print('pid1', attempt(lambda: open('/proc/1/environ', 'rb').read()))\n"
+         "print('proc', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
+         "print('source', attempt(lambda: open({source!r}).read()))\n"
+         "print('course', attempt(lambda: os.listdir({course!r})))")
+STASH = ("seen = []\n"
+         "original = patchify\n"
+         "def patchify(image, patch_size):\n"
+         "    seen.append(repr(image.flatten()[:3].tolist()))\n"
+         "    print('CALLED' + '-WITH', seen[-1])\n"
+         "    return original(image, patch_size)")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """One course, one autograde run: every kind of submission below, graded once for the tests that follow."""
+    if shutil.which("bwrap") is None and not REQUIRE_SANDBOX:
+        pytest.skip("bubblewrap is not installed")
+    root = tmp_path_factory.mktemp("graded")
+    course, outside = root / "course", root / "outside.txt"
     outside.write_text("untouched")
-    grading.release(course, [MINI])
+    grading.release(course, [MINI], TABLE)
     source = _read(MINI)
-    count_index = _index_of(_solved(source), "exmini_count")
-    submissions = {
-        "alice": _solved(source),
-        "bob": _solved(source, {"exmini_head": "def head_dim(embed_dim, num_heads):\n    return num_heads"}),
-        "carol": grading.student_version(source),
-        "looper": _solved(source, {"exmini_head": STUBBORN_LOOP}),
-        "hog": _solved(source, {"exmini_head": "def head_dim(embed_dim, num_heads):\n"
-                                               "    buffer = bytearray(3 * 1024 ** 3)\n"
-                                               "    return embed_dim // num_heads"}),
-        "crasher": _insert_after(_solved(source), _index_of(_solved(source), "exmini_count_test"),
-                                 "import os\nos.kill(os.getpid(), 9)"),
-        "tamperer": _insert_after(_solved(source, {"exmini_count": "def count_patches(a, b):\n    return 0"}),
-                                  count_index, "import builtins\nbuiltins.AssertionError = ZeroDivisionError"),
-    }
-    bob = submissions["bob"]  # partly wrong, and he edited one test cell and deleted the other
+    source_copy = str(course / "source" / "grading_mini" / MINI.name)
+    bob = _solved(source, WRONG_HEAD)  # partly wrong, and he edited one test cell and deleted another
     bob.cells[_index_of(bob, "exmini_count_test")].source = "pass"
     del bob.cells[_index_of(bob, "exmini_head_test")]
-    for student, notebook in submissions.items():
-        _submit(course, student, MINI, notebook)
-    listener = _Listener()
-    alice_notebook = course / "submitted" / "alice" / "grading_mini" / "grading_mini.ipynb"
     vandalism = (
         "import os, shutil, socket\n"
         "results = {}\n"
         "for name, action in [\n"
         f"        ('gradebook', lambda: open({str(course / 'grades.csv')!r}, 'w').write('vandal,99')),\n"
-        f"        ('other student', lambda: open({str(alice_notebook)!r}, 'w')),\n"
+        f"        ('database', lambda: open({str(course / 'gradebook.db')!r}, 'w')),\n"
+        f"        ('other student', lambda: open({str(course / 'submitted/alice/grading_mini/grading_mini.ipynb')!r},"
+        " 'w')),\n"
         f"        ('source', lambda: shutil.rmtree({str(course / 'source')!r})),\n"
-        f"        ('outside', lambda: open({str(outside)!r}, 'w').write('changed')),\n"
-        f"        ('network', lambda: socket.create_connection(('127.0.0.1', {listener.port}), timeout=2))]:\n"
+        f"        ('outside', lambda: open({str(outside)!r}, 'w').write('changed'))]:\n"
         "    try:\n"
         "        action()\n"
         "        results[name] = 'done'\n"
         "    except Exception as error:\n"
         "        results[name] = type(error).__name__\n"
         "print(sorted(results.items()))")
-    _submit(course, "vandal", MINI, _insert_after(_solved(source), _first_code_index(source), vandalism))
-    before = _digest(course)
+    flood = ("print('x' * 1_100_000)\nhandle = display('start', display_id=True)\n"
+             "for _ in range(10_000):\n    handle.update('y' * 1000)")
+    submissions = {
+        "alice": _solved(source),
+        "bob": bob,
+        "carol": grading.student_version(source),
+        "looper": _solved(source, {"exmini_head": STUBBORN_LOOP}),
+        "hog": _solved(source, {"exmini_head": "def head_dim(embed_dim, num_heads):\n"
+                                               "    buffer = bytearray(3 * 1024 ** 3)\n"
+                                               "    return embed_dim // num_heads"}),
+        "crasher": _insert_after(_solved(source), "exmini_count_test", "import os\nos.kill(os.getpid(), 9)"),
+        "sleeper": _insert_after(_solved(source), "exmini_count_test", "while True:\n    pass"),
+        "flooder": _insert_after(_solved(source), "exmini_count_test", flood),
+        "vandal": _insert_after(_solved(source), None, vandalism),
+        "snoop": _insert_after(_insert_after(_insert_after(
+            _solved(source), None, SNOOP.format(source=source_copy, course=str(course))), "exmini_patches", STASH),
+            "exmini_patches_test", "print('STASH' + 'ED', seen)"),
+        # attacks on the checking machinery, each with wrong answers: none may score
+        "aliases": _attack(source, ZERO_PATCHES, None,
+                           "alias = torch\nsetter = setattr\nfor name in ('equal', 'allclose'):\n"
+                           "    setter(alias, name, lambda *a, **k: True)"),
+        "hooks": _attack(source, WRONG_COUNT, None,
+                         "shell = get_ipython()\nshell.set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+                         "shell.events.register('post_run_cell', lambda *a: None)"),
+        "transformer": _attack(source, WRONG_HEAD, "exmini_head",
+                               "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"),
+        "subclass": _attack(source, ZERO_PATCHES, "exmini_patches",
+                            "Fake = type('Fake', (torch.Tensor,), {'__eq__': lambda a, b: True,\n"
+                            "    '__torch_function__': classmethod(lambda cls, f, t, a=(), k=None: True)})\n"
+                            "wrong = patchify\n"
+                            "def patchify(image, patch_size):\n"
+                            "    return wrong(image, patch_size).as_subclass(Fake)"),
+        "modules": _attack(source, WRONG_COUNT, None,
+                           "import sys\nsys.modules['torch'].allclose = lambda *a, **k: True\n"
+                           "sys.modules['builtins'].AssertionError = ZeroDivisionError"),
+        # correct answers reached in ways the exercise does not allow: flagged, no points (flagged_credit 0)
+        "reference": _solved(source, {"exmini_patches": "from vitsteps.patches import image_to_patches as solver\n"
+                                                        "def patchify(image, patch_size):\n"
+                                                        "    return solver(image, patch_size)"}),
+        "untracer": _solved(source, {"exmini_head": "import sys\n"
+                                                   "def head_dim(embed_dim, num_heads):\n"
+                                                   "    sys.setprofile(None)\n"
+                                                   "    return embed_dim // num_heads"}),
+        "forbidden": _solved(source, {"exmini_patches": "import torch.nn.functional as F\n"
+                                                        "cut = F.unfold\n"
+                                                        "def patchify(image, patch_size):\n"
+                                                        "    return cut(image, patch_size, stride=patch_size)"
+                                                        ".transpose(1, 2)"}),
+        "module": _solved(source, {"exmini_patches": "from torch import nn\n"
+                                                     "def patchify(image, patch_size):\n"
+                                                     "    cutter = nn.Unfold(patch_size, stride=patch_size)\n"
+                                                     "    return cutter(image).transpose(1, 2)"}),
+    }
+    for student, notebook in submissions.items():
+        _submit(course, student, MINI, notebook)
+    if REAL.exists():  # the series' own notebook, graded in the same run: one warm interpreter for all
+        grading.release(course, [REAL], TABLE)
+        real = _read(REAL)
+        stripes = ("def image2emb_naive(image, patch_size, weight):\n"
+                   "    B, C, H, W = image.shape\n"
+                   "    return image.reshape(B, -1, C * patch_size ** 2) @ weight")
+        _submit(course, "alice01", REAL, _solved(real))
+        _submit(course, "trudy01", REAL, _insert_after(_solved(real, {"ex01_image2emb": stripes}), None,
+                                                       "import vitsteps.checks\n"
+                                                       "vitsteps.checks.check = lambda *args, **kwargs: True"))
+    (course / "submitted" / ".hidden" / "grading_mini").mkdir(parents=True)
+    (course / "submitted" / "linked").symlink_to(course / "submitted" / "alice")
+    (course / "submitted" / "alice" / "grading_mini" / "timestamp.txt").write_text("2025-01-15 10:00:00.000000 UTC")
+    (course / "submitted" / "alice" / "grading_mini" / "submission_secret.txt").write_text("as nbgrader collects it")
+    before, submitted = _digest(course), _digest(course / "submitted")
+    temporary = set(os.listdir(tempfile.gettempdir()))
+    os.environ[SECRET_ENV] = SECRET
     try:
-        grades = grading.autograde(course, QUICK, jobs=2, quiet=True)
+        grades = grading.autograde(course, QUICK, jobs=2, quiet=True, settings=SETTINGS)
     finally:
-        listener.close()
-    rows = _rows(course)
-    assert len(grades) == len(rows) == 8
-    assert (rows["alice"]["points"], rows["alice"]["max_points"], rows["alice"]["reason"]) == ("3", "3", "")
-    assert rows["alice"]["exercises"] == "exmini_count_test=2/2 exmini_head_test=1/1"
-    assert (rows["bob"]["points"], rows["bob"]["exercises"]) == ("2", "exmini_count_test=2/2 exmini_head_test=0/1")
+        del os.environ[SECRET_ENV]
+    return {"course": course, "outside": outside, "grades": grades, "rows": _rows(course), "before": before,
+            "submitted": submitted, "temporary": temporary, "source": source}
+
+
+def _verdict(graded, student: str, grade_id: str) -> str:
+    return next(g for g in graded["grades"] if g.student == student).verdicts[grade_id]
+
+
+@needs_bwrap
+def test_correct_partial_and_missing_work_is_graded_outside_the_sandbox(graded):
+    rows = graded["rows"]
+    assert (rows["alice"]["points"], rows["alice"]["max_points"], rows["alice"]["reason"]) == ("5", "5", "")
+    assert rows["alice"]["exercises"] == "exmini_count_test=2/2 exmini_head_test=1/1 exmini_patches_test=2/2"
+    assert (rows["bob"]["points"], rows["bob"]["exercises"]) == (
+        "4", "exmini_count_test=2/2 exmini_head_test=0/1 exmini_patches_test=2/2")
     assert "exmini_count_test was edited" in rows["bob"]["reason"]
     assert "exmini_head_test was deleted" in rows["bob"]["reason"]
+    assert re.fullmatch(r"expected \d+, got \d+ on embed_dim=\d+, num_heads=\d+", _verdict(graded, "bob",
+                                                                                          "exmini_head_test"))
     assert rows["carol"]["points"] == "0"
-    assert rows["looper"]["points"] == "2" and "timed out" in rows["looper"]["reason"]
-    assert "ignored the interrupt" in rows["looper"]["reason"]
-    assert rows["hog"]["points"] == "2" and "out of memory (limit 1024 MiB) in cell 8 (exmini_head_test)" \
+    assert _verdict(graded, "carol", "exmini_count_test").startswith("`count_patches` raised NotImplementedError")
+
+
+@needs_bwrap
+def test_time_memory_crashes_and_floods_end_only_what_they_reach(graded):
+    rows = graded["rows"]
+    assert rows["sleeper"]["points"] == "5" and rows["sleeper"]["reason"] == "timed out: cell 6 (added by the " \
+        "student) ran past 8 s", "an interrupted cell ends; the cells after it still run"
+    assert rows["looper"]["points"] == "2" and "ignored the interrupt" in rows["looper"]["reason"]
+    assert rows["hog"]["points"] == "4" and "out of memory (limit 512 MiB for the whole submission)" \
         in rows["hog"]["reason"]
+    assert _verdict(graded, "hog", "exmini_head_test").startswith("`head_dim` raised MemoryError")
     assert rows["crasher"]["points"] == "2" and "kernel died" in rows["crasher"]["reason"]
-    assert rows["tamperer"]["points"] == "0" and rows["tamperer"]["reason"].startswith("tampering: ")
-    assert rows["vandal"]["points"] == "3"
-    graded = _read(course / "autograded" / "vandal" / "grading_mini" / "grading_mini.ipynb")
-    printed = next(o["text"] for c in graded.cells if "results = {}" in c.source for o in c.outputs)
-    assert "'done'" not in printed and "('network', 'ConnectionRefusedError')" in printed
-    assert listener.connections == 0 and outside.read_text() == "untouched"
+    assert _verdict(graded, "crasher", "exmini_head_test") == "not graded: the notebook stopped before this test cell"
+    assert rows["flooder"]["points"] == "2" and "the notebook printed more than 8192 KiB" in rows["flooder"]["reason"]
+    assert "output cut: the notebook printed more than 1024 KiB" in rows["flooder"]["reason"]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("student, wrong", [
+    ("aliases", "exmini_patches_test"), ("hooks", "exmini_count_test"), ("transformer", "exmini_head_test"),
+    ("subclass", "exmini_patches_test"), ("modules", "exmini_count_test"),
+])
+def test_attacks_on_the_students_own_process_cannot_make_a_wrong_answer_score(graded, student, wrong):
+    row = graded["rows"][student]
+    assert f"{wrong}=0/" in row["exercises"]
+    verdict = _verdict(graded, student, wrong)
+    assert not verdict.startswith("correct")
+
+
+@needs_bwrap
+def test_the_package_reference_and_forbidden_calls_are_caught_at_run_time(graded):
+    rows = graded["rows"]
+    assert "exmini_patches_test=0/2" in rows["reference"]["exercises"]
+    assert "calls the package's own `vitsteps.patches.image_to_patches`" in rows["reference"]["reason"]
+    assert "exmini_patches_test=0/2" in rows["forbidden"]["exercises"]
+    assert "calls `torch.nn.functional.unfold`, which this exercise forbids" in rows["forbidden"]["reason"]
+    assert "calls `torch.nn.Unfold`, which this exercise forbids" in rows["module"]["reason"]
+    assert rows["reference"]["points"] == rows["forbidden"]["points"] == rows["module"]["points"] == "3"
+    assert "flagged exmini_head_test: removed the grader's call tracer during its calls" in rows["untracer"]["reason"]
+
+
+@needs_bwrap
+def test_nothing_secret_reaches_the_graded_notebooks_or_the_feedback(graded):
+    course = graded["course"]
+    pages = {path: path.read_text(encoding="utf-8") for path in (course / "feedback").rglob("*.html")}
+    notebooks = {path: path.read_text(encoding="utf-8") for path in (course / "autograded").rglob("*.ipynb")}
+    assert len(pages) == len(notebooks) == 19 + 2 * REAL.exists()
+    for path, text in {**pages, **notebooks}.items():
+        assert SECRET not in text and SECRET_ENV not in text, path
+        assert "224, 16" not in text and "HIDDEN TESTS" not in text, path  # hidden tests never ran, never shown
+        assert "CALLED-WITH" not in text and "STASHED" not in text, path  # the grader's inputs stay out
+    snoop = _read(course / "autograded" / "snoop" / "grading_mini" / "grading_mini.ipynb")
+    printed = "".join(o.get("text", "") for c in snoop.cells for o in c.get("outputs", []))
+    assert "pid1 PermissionError" in printed and "source FileNotFoundError" in printed
+    assert "course FileNotFoundError" in printed and "proc ['1', '2']" in printed
+    assert graded["rows"]["snoop"]["points"] == "5"
+    for page in pages.values():
+        assert "assert count_patches" not in page and "assert patchify" not in page  # no test cell code
+
+
+@needs_bwrap
+def test_nothing_outside_the_sandbox_changes_and_nothing_is_left_behind(graded):
+    course = graded["course"]
+    vandal = _read(course / "autograded" / "vandal" / "grading_mini" / "grading_mini.ipynb")
+    printed = next(o["text"] for c in vandal.cells if "results = {}" in c.source for o in c.outputs)
+    assert "'done'" not in printed and graded["outside"].read_text() == "untouched"
     after = _digest(course)
-    assert {k: v for k, v in after.items() if k in before} == before  # nothing submitted or released changed
-    assert all(re.match(r"(autograded|feedback)/|grades\.csv$", path) for path in set(after) - set(before))
-    feedback = (course / "feedback" / "bob" / "grading_mini" / "grading_mini.html").read_text()
-    assert "exmini_head_test: 0 / 1 points" in feedback and "2 / 3 points" in feedback
-    assert "head_dim(768, 12)" not in feedback and "hidden tests ran here" in feedback
+    assert {key: value for key, value in after.items() if key in graded["before"] and key != "gradebook.db"} == \
+        {key: value for key, value in graded["before"].items() if key != "gradebook.db"}
+    assert _digest(course / "submitted") == graded["submitted"]
+    assert all(re.match(r"(autograded|feedback)/|(nbgrader_)?grades\.csv$", path)
+               for path in set(after) - set(graded["before"]))
+    assert not any(name.startswith("vitcourse") for name in set(os.listdir(tempfile.gettempdir())) -
+                   graded["temporary"])
+
+
+def _nbgrader(course: Path, command: str, *arguments: str) -> None:
+    """`nbgrader <command> <arguments>` run in the course folder: nbgrader's own application for the command, in
+    this process (the command line dispatches to the same class; this saves starting nbgrader anew)."""
+    from nbgrader.apps import ExportApp, ReleaseFeedbackApp
+
+    application = {"export": ExportApp, "release_feedback": ReleaseFeedbackApp}[command]()
+    here = os.getcwd()
+    os.chdir(course)
+    try:
+        application.initialize(list(arguments))
+        application.start()
+    finally:
+        os.chdir(here)
+
+
+@needs_bwrap
+def test_refused_folders_have_rows_and_nbgrader_export_and_feedback_release_work(graded, tmp_path):
+    course, rows = graded["course"], graded["rows"]
+    assert rows[".hidden"]["reason"] == "refused: the student folder's name starts with a dot"
+    assert rows["linked"]["reason"] == "refused: the student folder is a symbolic link"
+    _nbgrader(course, "export")
+    with (course / "nbgrader_grades.csv").open(encoding="utf-8") as handle:
+        exported = {(row["assignment"], row["student_id"]): row for row in csv.DictReader(handle)}
+    graded_rows = {(row["assignment"], student): row for student, row in rows.items() if row["notebook"]}
+    assert set(graded_rows) <= set(exported)  # nbgrader lists every student for every assignment, 0 if missing
+    for key, row in graded_rows.items():
+        assert float(exported[key]["score"]) == float(row["points"]), key
+        assert float(exported[key]["max_score"]) == float(row["max_points"]) > 0
+    assert exported[("grading_mini", "alice")]["timestamp"].startswith("2025-01-15 10:00:00")
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    _nbgrader(course, "release_feedback", "grading_mini", "--student", "alice", f"--Exchange.root={exchange}")
+    released = list((exchange / "vitsteps" / "feedback").glob("*.html"))
+    page = course / "feedback" / "alice" / "grading_mini" / "grading_mini.html"
+    assert len(released) == 1 and released[0].read_bytes() == page.read_bytes()
+
+
+@needs_bwrap
+def test_a_manual_score_survives_grading_again(graded):
+    from nbgrader.api import Gradebook
+
+    course = graded["course"]
+    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+        book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob").manual_score = 0.5
+        book.db.commit()
+    gradebook.record(course, graded["grades"])
+    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+        cell = book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob")
+        assert (cell.manual_score, cell.auto_score, cell.score, cell.needs_manual_grade) == (0.5, 0.0, 0.5, True)
 
 
 @needs_bwrap
 @pytest.mark.skipif(not REAL.exists(), reason="notebooks/01_patches_unfold.ipynb is not written yet")
-def test_autograde_on_a_real_notebook(tmp_path):
-    course = tmp_path / "course"
-    grading.release(course, [REAL])
-    source = _read(REAL)
-    solved = _solved(source)
-    stripes = ("def image2emb_naive(image, patch_size, weight):\n"
-               "    B, C, H, W = image.shape\n"
-               "    return image.reshape(B, -1, C * patch_size ** 2) @ weight")
-    _submit(course, "alice", REAL, solved)
-    _submit(course, "bob", REAL, _solved(source, {"ex01_image2emb": stripes}))
-    _submit(course, "mallory", REAL, _insert_after(solved, -1, "import os\nos.kill(os.getpid(), 9)"))
-    patched = _solved(source, {"ex01_image2emb": stripes})
-    _submit(course, "trudy", REAL, _insert_after(patched, _first_code_index(patched),
-                                                "import vitsteps.checks\n"
-                                                "vitsteps.checks.check = lambda *args, **kwargs: True"))
-    submitted = _digest(course / "submitted")
-    grading.autograde(course, sandbox.Limits(cell_timeout=60, notebook_timeout=120), jobs=2, quiet=True)
-    rows = _rows(course)
-    tests = [c for c in source.cells if grading._is_test(c)]
-    total = sum(grading._points(c) for c in tests)
-    image2emb = grading._points(next(c for c in tests if _grade_id(c) == "ex01_image2emb_test"))
-    assert float(rows["alice"]["points"]) == total and rows["alice"]["reason"] == ""
-    assert float(rows["bob"]["points"]) == total - image2emb
-    assert rows["mallory"]["points"] == "0" and "kernel died" in rows["mallory"]["reason"]
-    assert rows["trudy"]["points"] == "0" and "vitsteps.checks.check" in rows["trudy"]["reason"]
-    assert _digest(course / "submitted") == submitted
-    assert (course / "feedback" / "alice" / REAL.stem / f"{REAL.stem}.html").is_file()
+def test_autograde_on_a_real_notebook(graded):
+    course, rows = graded["course"], graded["rows"]
+    tests = [c for c in _read(REAL).cells if grading._is_test(c)]
+    assert float(rows["alice01"]["points"]) == sum(grading._points(c) for c in tests) == 3
+    assert rows["alice01"]["reason"] == ""
+    assert rows["trudy01"]["points"] == "0" and "vitsteps.checks.check" in rows["trudy01"]["reason"]
+    assert _verdict(graded, "trudy01", "ex01_image_to_patches_test") == "correct, but flagged: the static scan flags " \
+        "the notebook (see the reason)"
+    assert not _verdict(graded, "trudy01", "ex01_image2emb_test").startswith("correct")
+    page = (course / "feedback" / "alice01" / REAL.stem / f"{REAL.stem}.html").read_text(encoding="utf-8")
+    assert "check(&quot;image_to_patches&quot;" not in page and "BEGIN HIDDEN" not in page
+    assert "<img" in page, "the figures drawn before the first graded test are on the page"

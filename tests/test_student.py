@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from vitcourse.student import make_workspace, student_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +23,7 @@ def test_student_version_matches_nbgrader_cell_for_cell(path):
     ours = student_version(_load(path), path.name)
     theirs = nbgrader_version(nbformat.read(path, as_version=4))
     assert [cell["cell_type"] for cell in ours["cells"]] == [cell.cell_type for cell in theirs.cells]
-    for mine, reference in zip(ours["cells"], theirs.cells):
+    for mine, reference in zip(ours["cells"], theirs.cells, strict=True):
         assert mine["source"] == reference.source
         for key in ("editable", "deletable"):
             assert mine["metadata"].get(key) == reference.metadata.get(key)

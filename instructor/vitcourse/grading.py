@@ -1,24 +1,29 @@
-"""Student versions and sandboxed autograding for the notebook series (instructors only).
+"""Student versions and trusted autograding for the notebook series (instructors only).
 
     python -m vitcourse.grading student --course course notebooks/01_patches_unfold.ipynb ...
-    python -m vitcourse.grading autograde --course course [--jobs 2] [--no-sandbox]
+    python -m vitcourse.grading autograde --course course [--jobs 2] [--exercises MODULE_OR_FILE] [--no-sandbox]
 
 The course folder follows nbgrader's layout, one assignment per notebook (assignment = notebook stem):
 
-    course/nbgrader_config.py                      the course's nbgrader settings (copied by `student`)
+    course/nbgrader_config.py                      the course's settings, nbgrader's and the grader's (`c.VitCourse`)
+    course/gradebook.db                            nbgrader's gradebook: assignments, students, scores
     course/source/<assignment>/<notebook>.ipynb    the instructor's notebook, solutions and hidden tests
     course/release/<assignment>/<notebook>.ipynb   the student version: stubs, no hidden tests, no outputs
     course/submitted/<student>/<assignment>/<notebook>.ipynb   what students hand in (never modified)
-    course/autograded/<student>/<assignment>/<notebook>.ipynb  the graded run, outputs included
-    course/feedback/<student>/<assignment>/<notebook>.html     the graded run with scores, for the student
-    course/grades.csv                              one row per submitted notebook
+    course/autograded/<student>/<assignment>/<notebook>.ipynb  the graded run (outputs up to the first grading)
+    course/feedback/<student>/<assignment>/<notebook>.html     the student's cells and the grader's verdicts
+    course/grades.csv                              one row per submission folder, refused ones with the reason
 
-Grading never trusts a submission's own copy of anything but its solution cells: every instructor
-cell (setup, demos, tests with their hidden parts) is taken from `source/`, matched by nbgrader
-grade id and by cell id; cells the student added are kept in place. Student code is scanned for
-tampering with the checks (a zero, with the reason) and then run in a bubblewrap sandbox (see
-`vitcourse.sandbox`). A test cell scores its points only if it ran to the end without an error
-and showed a random marker that is appended to it for this run alone.
+How a submission is graded. Every instructor cell comes from `source/` (matched by grade id and cell id);
+only the solution cells and the cells the student added come from the submission. Test cells run as the
+students saw them, without their hidden tests, which never enter the student's process. The notebook runs in
+the sandbox (`vitcourse.sandbox`); right after each graded test cell, the grader calls the student's function
+on inputs it makes from a secret seed and decides each exercise in its own process (`vitcourse.judge`), with
+the exercise table's `verdict`. A wrong answer cannot score, whatever the student's code does to its own
+process. Calls to the package's reference or to a forbidden function during the grader's calls, a copy of the
+reference's code, and code the static scan flags (`vitcourse.scan`) earn `flagged_credit` of the points (0 by
+default) and are named in the row's reason. Outputs produced after the first graded test are kept out of the
+graded notebook and the feedback: from then on the student's process has held the grader's inputs.
 """
 from __future__ import annotations
 
@@ -34,34 +39,39 @@ import re
 import secrets
 import shutil
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from . import sandbox
+from . import gradebook, judge, sandbox, scan
+from .student import without_hidden_tests
 
 CONFIG_FILE = Path(__file__).with_name("nbgrader_config.py")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 CSV_FIELDS = ["student", "assignment", "notebook", "points", "max_points", "exercises", "reason"]
 _SAFE_MIME = ("text/plain", "image/png", "image/jpeg")
 STUDENT_MARK = "vitsteps_added_by_student"  # cell metadata flag on cells the student added
-_HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*", re.S | re.M)
+_EXPORTERS = threading.local()
+_SCAN_FLAG = "the static scan flags the notebook (see the reason)"
+WITHHELD = ("[outputs after the first graded exercise are not kept: from then on the notebook's process held the "
+            "grader's test inputs]")
 
 
 def _require_nbgrader() -> None:
     try:
         import nbgrader  # noqa: F401
     except ImportError:
-        sys.exit("nbgrader is not installed: run `make student` (it installs the instructor extra), or "
-                 "`.venv/bin/python -m pip install -e '.[instructor]'`.")
+        sys.exit("nbgrader is not installed: `make student` and `make autograde` install the instructor tools "
+                 "(`.venv/bin/python -m pip install -e ./instructor`).")
 
 
-def _nbgrader_config() -> Any:
+def _nbgrader_config(path: Path = CONFIG_FILE) -> Any:
     from traitlets.config.loader import PyFileConfigLoader
 
-    return PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
 
 
 def _meta(cell: nbformat.NotebookNode) -> dict[str, Any]:
@@ -91,14 +101,59 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+# ------------------------------------------------------------------------------------------ settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The grader's course settings, `c.VitCourse.<name>` in the course's nbgrader_config.py.
+
+    Args:
+        exercises: the exercise table: a module name or a path to a .py file.
+        flagged_credit: the fraction of an exercise's points kept when it is flagged (a call of the package's
+            reference or of a forbidden function, a copy of the reference, code the static scan flags).
+    """
+
+    exercises: str = judge.DEFAULT_TABLE
+    flagged_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exercises, str) or not self.exercises:
+            raise ValueError(f"exercises must name a module or a .py file, got {self.exercises!r}; e.g. "
+                             f"'{judge.DEFAULT_TABLE}'.")
+        if isinstance(self.flagged_credit, bool) or not isinstance(self.flagged_credit, (int, float)) \
+                or not 0 <= self.flagged_credit <= 1:
+            raise ValueError(f"flagged_credit must be a number from 0 to 1, got {self.flagged_credit!r}; 0 gives "
+                             f"flagged exercises no points, 1 full points.")
+
+
+def course_settings(course: Path) -> Settings:
+    """The settings in `course/nbgrader_config.py` (`c.VitCourse...`), defaults for what it does not set."""
+    path = Path(course) / "nbgrader_config.py"
+    if not path.is_file():
+        return Settings()
+    section = _nbgrader_config(path).get("VitCourse", {})
+    known = {field.name for field in dataclasses.fields(Settings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"{path}: c.VitCourse has no setting {unknown[0]!r}; the settings are {sorted(known)}.")
+    return Settings(**{name: section[name] for name in section})
+
+
 # ------------------------------------------------------------------------------------------ student versions
 
 
-def student_version(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def student_version(source: nbformat.NotebookNode, register: tuple[Path, str] | None = None
+                    ) -> nbformat.NotebookNode:
     """The student version of a source notebook, by nbgrader's own preprocessors.
 
     Solutions become `raise NotImplementedError()` stubs, hidden tests are removed, graded and
     instruction cells are locked, outputs and widget state are cleared, checksums are recorded.
+
+    Args:
+        source: the instructor's notebook.
+        register: (course folder, assignment) to record the notebook's cells in nbgrader's gradebook on the
+            way, as `nbgrader generate_assignment` does.
     """
     from nbgrader.preprocessors import (
         CheckCellMetadata,
@@ -108,57 +163,95 @@ def student_version(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
         ClearSolutions,
         ComputeChecksums,
         LockCells,
+        SaveCells,
     )
 
     config = _nbgrader_config()
     notebook = copy.deepcopy(source)
+    steps: list[Any] = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums]
     resources: dict[str, Any] = {"nbgrader": {"notebook": "", "assignment": ""}}
-    for preprocessor in (LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
-                         ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata):
+    if register is not None:
+        course, assignment = register
+        gradebook.ensure_assignment(course, assignment)
+        resources = {"nbgrader": {"notebook": assignment, "assignment": assignment,
+                                  "db_url": gradebook.db_url(course)}}
+        steps.append(SaveCells)
+    steps += [ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+    for preprocessor in steps:
         notebook, resources = preprocessor(config=config).preprocess(notebook, resources)
     notebook.metadata.pop("widgets", None)
     return notebook
 
 
-def release(course: Path, notebooks: Iterable[Path]) -> list[Path]:
-    """Copy each notebook into `course/source/<stem>/` and write its student version into `course/release/<stem>/`.
+def exercise_map(source: nbformat.NotebookNode, notebook: str, table: judge.Table | None
+                 ) -> dict[str, Any]:
+    """Test cell grade id -> its exercise in the table (the exercise of the solution cell before it), or None."""
+    mapping: dict[str, Any] = {}
+    solution: str | None = None
+    for cell in source.cells:
+        if _is_solution(cell) and cell.cell_type == "code":
+            solution = _grade_id(cell)
+        if _is_test(cell):
+            mapping[_grade_id(cell)] = table.by_grade_id(notebook, solution) if table and solution else None
+    return mapping
+
+
+def release(course: Path, notebooks: Iterable[Path], exercises: str | None = None) -> list[Path]:
+    """Copy each notebook into `course/source/<stem>/`, write its student version into `course/release/<stem>/`
+    and register it in nbgrader's gradebook.
+
+    Args:
+        course: the course folder (created if missing).
+        notebooks: the solution notebooks.
+        exercises: the exercise table to check the graded cells against (the course's setting by default).
 
     Returns:
         The student versions written.
     """
     _require_nbgrader()
     course.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONFIG_FILE, course / "nbgrader_config.py")
+    if not (course / "nbgrader_config.py").exists():
+        shutil.copyfile(CONFIG_FILE, course / "nbgrader_config.py")
     (course / "submitted").mkdir(exist_ok=True)
+    try:
+        table: judge.Table | None = judge.load_table(exercises or course_settings(course).exercises)
+    except judge.TableUnavailable as error:
+        table = None
+        print(f"warning: {error}; the graded cells cannot be graded until it is there.", file=sys.stderr)
     written = []
     for path in notebooks:
         path = Path(path)
         if path.suffix != ".ipynb" or not path.is_file():
             raise FileNotFoundError(f"no notebook at {path}; pass .ipynb files, "
                                     f"e.g. notebooks/01_patches_unfold.ipynb.")
+        assignment = path.stem
+        source = nbformat.read(path, as_version=4)
         try:
-            student = student_version(nbformat.read(path, as_version=4))
+            student = student_version(source, register=(course, assignment))
         except Exception as error:  # noqa: BLE001 - nbgrader's complaint, with the notebook named
             raise ValueError(f"{path}: cannot make the student version: {error}") from error
-        assignment = path.stem
         source_dir, release_dir = course / "source" / assignment, course / "release" / assignment
         source_dir.mkdir(parents=True, exist_ok=True)
         release_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, source_dir / path.name)
         target = release_dir / path.name
         nbformat.write(student, target)
-        exercises = sum(_is_test(cell) for cell in student.cells)
-        print(f"released {assignment}: {exercises} graded test cell{'s' if exercises != 1 else ''} -> {target}")
+        mapping = exercise_map(source, assignment, table)
+        print(f"released {assignment}: {len(mapping)} graded test cell{'s' if len(mapping) != 1 else ''} -> {target}")
+        for grade_id, exercise in mapping.items():
+            if exercise is None and table is not None:
+                print(f"warning: {assignment}: test cell {grade_id} has no exercise in the table {table.source!r}; "
+                      f"it will score 0 until one is added.", file=sys.stderr)
         written.append(target)
     return written
 
 
-# ------------------------------------------------------------------------------------------ grading
+# ------------------------------------------------------------------------------------------ assembling
 
 
 @dataclasses.dataclass
 class Grade:
-    """The grade of one submitted notebook."""
+    """The grade of one submitted notebook (or why a submission folder was not graded)."""
 
     student: str
     assignment: str
@@ -167,7 +260,8 @@ class Grade:
     max_points: float = 0.0
     exercises: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     reasons: list[str] = dataclasses.field(default_factory=list)
-    why_zero: dict[str, str] = dataclasses.field(default_factory=dict)
+    verdicts: dict[str, str] = dataclasses.field(default_factory=dict)  # test grade id -> the grader's words
+    recordable: bool = True  # False for refused folders: no gradebook entry
 
     def row(self) -> dict[str, str]:
         return {"student": self.student, "assignment": self.assignment, "notebook": self.notebook,
@@ -179,7 +273,7 @@ class Grade:
 
 @dataclasses.dataclass
 class Assembled:
-    """A notebook ready to grade: instructor cells from the source, solutions and extra cells from the student."""
+    """A notebook ready to run: instructor cells from the source, solutions and extra cells from the student."""
 
     notebook: nbformat.NotebookNode
     student_cells: dict[int, str]  # graded-notebook index -> label, for every cell of student code
@@ -190,8 +284,8 @@ def assemble(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
              submitted: nbformat.NotebookNode) -> Assembled:
     """Rebuild a submission on its source notebook.
 
-    Instructor cells come from `source` (so hidden tests are back, and edited or deleted test cells are
-    restored); each solution cell comes from the submission by grade id; cells the student added
+    Instructor cells come from `source` (so edited or deleted test cells are restored), test cells without
+    their hidden tests; each solution cell comes from the submission by grade id; cells the student added
     (unknown cell id and grade id) are kept after the cell they followed. Edits to test cells are noted.
     """
     source_index: dict[str, int] = {}
@@ -224,95 +318,63 @@ def assemble(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
 
     def add_student_cells(after: int) -> None:
         for cell in added.get(after, []):
-            source_text = cell.get("source", "")
-            source_text = "".join(source_text) if isinstance(source_text, list) else str(source_text)
+            text = _text(cell.get("source", ""))
             if cell.get("cell_type") == "code":
-                new = nbformat.v4.new_code_cell(source_text)
+                new = nbformat.v4.new_code_cell(text)
                 student_cells[len(notebook.cells)] = f"cell {len(notebook.cells) + 1} (added by the student)"
             else:
-                new = nbformat.v4.new_markdown_cell(source_text)
+                new = nbformat.v4.new_markdown_cell(text)
             new.metadata[STUDENT_MARK] = True
             notebook.cells.append(new)
 
     add_student_cells(-1)
     for index, cell in enumerate(source.cells):
         grade_id = _grade_id(cell)
+        new = copy.deepcopy(cell)
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
         if _is_solution(cell):
             theirs = submitted_by_grade.get(grade_id)
-            new = copy.deepcopy(cell)
-            if cell.cell_type == "code":
-                new.outputs, new.execution_count = [], None
             if theirs is None:
                 notes.append(f"solution cell {grade_id} was deleted")
                 new.source = ""
             else:
-                text = theirs.get("source", "")
-                new.source = "".join(text) if isinstance(text, list) else str(text)
+                new.source = _text(theirs.get("source", ""))
             if cell.cell_type == "code":
                 student_cells[len(notebook.cells)] = f"cell {len(notebook.cells) + 1} ({grade_id})"
-            notebook.cells.append(new)
-        else:
-            new = copy.deepcopy(cell)
-            if new.cell_type == "code":
-                new.outputs, new.execution_count = [], None
-            notebook.cells.append(new)
-            if grade_id and cell.cell_type == "code" and (_is_test(cell) or _meta(cell).get("locked")):
-                theirs = submitted_by_grade.get(grade_id)
-                given = released_by_grade.get(grade_id)
-                if theirs is None:
-                    notes.append(f"test cell {grade_id} was deleted (restored for grading)")
-                elif given is not None and _normalise(theirs.get("source", "")) != _normalise(given.source):
-                    notes.append(f"test cell {grade_id} was edited (the original was used)")
+        elif _is_test(cell):
+            new.source = without_hidden_tests(cell.source, f"test cell {grade_id}")
+        notebook.cells.append(new)
+        if not _is_solution(cell) and grade_id and cell.cell_type == "code" and \
+                (_is_test(cell) or _meta(cell).get("locked")):
+            theirs = submitted_by_grade.get(grade_id)
+            given = released_by_grade.get(grade_id)
+            if theirs is None:
+                notes.append(f"test cell {grade_id} was deleted (restored for grading)")
+            elif given is not None and _normalise(theirs.get("source", "")) != _normalise(given.source):
+                notes.append(f"test cell {grade_id} was edited (the original was used)")
         add_student_cells(index)
     return Assembled(notebook, student_cells, notes)
 
 
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
 def _normalise(source: Any) -> str:
-    text = "".join(source) if isinstance(source, list) else str(source)
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+    return "\n".join(line.rstrip() for line in _text(source).strip().splitlines())
 
 
-def _tamper_findings(source: nbformat.NotebookNode, assembled: Assembled) -> list[str]:
+def scan_findings(source: nbformat.NotebookNode, assembled: Assembled) -> list[str]:
+    """What the static scan flags in the student's cells (defence in depth; see `vitcourse.scan`)."""
     tests = [cell.source for cell in source.cells if _is_test(cell)]
     solutions = [cell.source for cell in source.cells if _is_solution(cell) and cell.cell_type == "code"]
     others = [cell.source for cell in source.cells
               if cell.cell_type == "code" and not _is_test(cell) and not _is_solution(cell)]
-    protected, module_names = sandbox.protected_names(tests, others, solutions)
+    protected, module_names = scan.protected_names(tests, others, solutions)
     sources = {label: assembled.notebook.cells[index].source
                for index, label in sorted(assembled.student_cells.items())}
-    return sandbox.find_tampering(sources, protected, module_names)
-
-
-def _add_markers(notebook: nbformat.NotebookNode) -> dict[int, str]:
-    """End each test cell with a fresh random marker, shown only if the cell ran to its end."""
-    markers = {}
-    for index, cell in enumerate(notebook.cells):
-        if _is_test(cell):
-            marker = f"vitsteps-grader:{_grade_id(cell)}:{secrets.token_hex(16)}"
-            markers[index] = marker
-            cell.source = cell.source.rstrip() + f"\n{marker!r}"
-    return markers
-
-
-def _remove_markers(notebook: nbformat.NotebookNode, markers: dict[int, str]) -> dict[int, bool]:
-    """Restore the test cells' source; say which showed their marker; drop the marker outputs."""
-    seen = {}
-    for index, marker in markers.items():
-        cell = notebook.cells[index]
-        suffix = f"\n{marker!r}"
-        if cell.source.endswith(suffix):
-            cell.source = cell.source[: -len(suffix)]
-        kept, found = [], False
-        for output in cell.get("outputs", []):
-            text = output.get("data", {}).get("text/plain") if output.get("output_type") == "execute_result" else None
-            text = "".join(text) if isinstance(text, list) else text
-            if text == repr(marker):
-                found = True
-                continue
-            kept.append(output)
-        cell.outputs = kept
-        seen[index] = found
-    return seen
+    return scan.find_tampering(sources, protected, module_names)
 
 
 def _cell_name(notebook: nbformat.NotebookNode, index: int | None, student_cells: dict[int, str]) -> str:
@@ -324,84 +386,147 @@ def _cell_name(notebook: nbformat.NotebookNode, index: int | None, student_cells
     return f"cell {index + 1}" + (f" ({grade_id})" if grade_id else "")
 
 
-def _error_of(cell: nbformat.NotebookNode) -> dict[str, Any] | None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return output
-    return None
+def _is_memory_error(cell: nbformat.NotebookNode) -> bool:
+    return any(output.get("output_type") == "error" and output.get("ename") == "MemoryError"
+               for output in cell.get("outputs", []))
 
 
-def _is_memory_error(error: dict[str, Any] | None) -> bool:
-    if error is None:
-        return False
-    text = f"{error.get('ename', '')} {error.get('evalue', '')}"
-    return "MemoryError" in text or "can't allocate memory" in text or "Cannot allocate memory" in text \
-        or "bad_alloc" in text
+# ------------------------------------------------------------------------------------------ grading one notebook
+
+
+@dataclasses.dataclass
+class Job:
+    """What one graded notebook needs besides its files: the warm sandbox, the table, the run's secret."""
+
+    warm: sandbox.Sandbox
+    table: judge.Table
+    settings: Settings
+    secret: bytes
 
 
 def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
-                   submitted: nbformat.NotebookNode, limits: sandbox.Limits, use_sandbox: bool,
-                   grade: Grade) -> nbformat.NotebookNode:
-    """Grade one submission into `grade`; return the graded notebook (with outputs, for feedback)."""
-    tests = {index: cell for index, cell in enumerate(source.cells) if _is_test(cell)}
+                   submitted: nbformat.NotebookNode, grade: Grade, job: Job) -> nbformat.NotebookNode:
+    """Grade one submission into `grade`; return the graded notebook (outputs up to the first graded test)."""
+    notebook_name = Path(grade.notebook).stem
+    tests = {_grade_id(cell): cell for cell in source.cells if _is_test(cell)}
     grade.max_points = sum(_points(cell) for cell in tests.values())
-    grade.exercises = {_grade_id(cell): (0.0, _points(cell)) for cell in tests.values()}
+    grade.exercises = {grade_id: (0.0, _points(cell)) for grade_id, cell in tests.items()}
+    exercises = exercise_map(source, notebook_name, job.table)
     assembled = assemble(source, released, submitted)
     grade.reasons += assembled.notes
-    findings = _tamper_findings(source, assembled)
-    if findings:
-        grade.reasons.insert(0, "tampering: " + "; ".join(findings[:3])
-                             + (f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""))
-        for grade_id in grade.exercises:
-            grade.why_zero[grade_id] = "not run: the submission tampers with the checks"
-        return assembled.notebook
+    findings = scan_findings(source, assembled)
     notebook = assembled.notebook
-    markers = _add_markers(notebook)
-    run = sandbox.execute(notebook, limits, sandbox=use_sandbox)
-    graded = run.notebook
-    seen = _remove_markers(graded, markers)
-    for index, cell in enumerate(graded.cells):
-        if not _is_test(cell):
-            continue
-        grade_id, points = _grade_id(cell), _points(cell)
-        error = _error_of(cell)
-        if run.status.get(index) == "ok" and error is None and seen.get(index):
+    solutions = {_grade_id(cell): cell.source for cell in notebook.cells if _is_solution(cell)}
+    positions = {index: _grade_id(cell) for index, cell in enumerate(notebook.cells) if _is_test(cell)}
+    outcomes: dict[str, judge.Outcome] = {}
+    first_graded: list[int] = []
+    oom: list[int] = []
+    kills = [0]
+    record = sandbox.Execution(notebook=notebook)
+    session = job.warm.session()
+
+    def after_cell(index: int) -> None:
+        if session.group is not None and session.group.oom_kills() > kills[0]:
+            kills[0] = session.group.oom_kills()
+            oom.append(index)
+        grade_id = positions.get(index)
+        exercise = exercises.get(grade_id) if grade_id else None
+        if exercise is None:
+            return
+        if not first_graded:
+            first_graded.append(index)
+        seed = judge.case_seed(job.secret, grade.student, grade.assignment, exercise.name)
+        outcomes[grade_id] = judge.judge(session, job.table, exercise, seed)
+
+    try:
+        sandbox.run_notebook(session, notebook, record, after_cell)
+    finally:
+        session.close()
+    memory = [index for index, cell in enumerate(notebook.cells) if _is_memory_error(cell)]
+    if first_graded:
+        for cell in notebook.cells[first_graded[0] + 1:]:
+            if cell.cell_type == "code" and cell.outputs:
+                cell.outputs = []
+        notebook.metadata["vitcourse"] = {"outputs_kept_until_cell": first_graded[0] + 1}
+
+    credit = job.settings.flagged_credit
+    for grade_id, cell in tests.items():
+        exercise, points = exercises.get(grade_id), _points(cell)
+        outcome = outcomes.get(grade_id)
+        flags = list(outcome.flags) if outcome else []
+        if exercise is not None:
+            copied = judge.copied_reference(solutions.get(exercise.grade_id, ""), exercise)
+            if copied:
+                flags.append(f"its code is the package's own `{copied}` with other names")
+        if findings:
+            flags.append(_SCAN_FLAG)
+        if exercise is None:
+            grade.verdicts[grade_id] = f"not graded: the exercise table {job.table.source!r} has no exercise for it"
+        elif outcome is None:
+            grade.verdicts[grade_id] = "not graded: the notebook stopped before this test cell"
+        elif not outcome.passed:
+            grade.verdicts[grade_id] = outcome.hint
+        elif flags:
+            earned = points * credit
+            grade.exercises[grade_id] = (earned, points)
+            grade.points += earned
+            grade.verdicts[grade_id] = "correct, but flagged: " + "; ".join(flags)
+        else:
             grade.exercises[grade_id] = (points, points)
             grade.points += points
-        elif index in run.timed_out:
-            grade.why_zero[grade_id] = "the cell ran past the time limit"
-        elif error is not None:
-            grade.why_zero[grade_id] = f"{error.get('ename', 'error')}: {str(error.get('evalue', ''))[:300]}"
-        elif index not in run.status:
-            grade.why_zero[grade_id] = "not run: the notebook stopped earlier"
-        else:
-            grade.why_zero[grade_id] = "the test did not run to its end"
-    for index in run.timed_out:
-        grade.reasons.append(f"timed out: {_cell_name(graded, index, assembled.student_cells)} ran past "
-                             f"{limits.cell_timeout:g} s")
-    if run.stopped:
-        grade.reasons.append(f"{run.stopped}, in {_cell_name(graded, run.stopped_at, assembled.student_cells)}")
-    memory = [index for index, cell in enumerate(graded.cells) if _is_memory_error(_error_of(cell))]
-    if memory:
-        grade.reasons.append(f"out of memory (limit {limits.memory_mb} MiB) in "
-                             + ", ".join(_cell_name(graded, index, assembled.student_cells) for index in memory))
-    for index in run.truncated:
-        grade.reasons.append(f"output cut in {_cell_name(graded, index, assembled.student_cells)}")
-    return graded
+            grade.verdicts[grade_id] = "correct"
+        named = [flag for flag in flags if flag != _SCAN_FLAG]
+        if named and outcome is not None:
+            grade.reasons.append(f"flagged {grade_id}: " + "; ".join(named))
+    if findings:
+        grade.reasons.insert(0, "flagged by the static scan: " + "; ".join(findings[:3])
+                             + (f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""))
+    for index in record.timed_out:
+        grade.reasons.append(f"timed out: {_cell_name(notebook, index, assembled.student_cells)} ran past "
+                             f"{job.warm.limits.cell_timeout:g} s")
+    if record.stopped:
+        grade.reasons.append(f"{record.stopped}, in {_cell_name(notebook, record.stopped_at, assembled.student_cells)}")
+    if memory or oom:
+        where = ", ".join(_cell_name(notebook, index, assembled.student_cells) for index in sorted(set(memory + oom)))
+        grade.reasons.append(f"out of memory (limit {job.warm.limits.memory_mb} MiB for the whole submission) in "
+                             f"{where}")
+    if record.truncated:
+        grade.reasons.append(f"output cut: the notebook printed more than {job.warm.limits.output_kb} KiB "
+                             f"(from {_cell_name(notebook, record.truncated[0], assembled.student_cells)})")
+    grade.reasons = [reason for reason in grade.reasons if reason]
+    return notebook
 
 
-def _feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
-    """The graded notebook as HTML: a score table first, each test cell followed by its score.
+# ------------------------------------------------------------------------------------------ feedback
 
-    Hidden tests are not shown (their failures are), so an assignment can be reused next term.
-    """
+
+def feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
+    """The feedback page: the score table, the grader's notes, the student's notebook as it ran, and in place of
+    each test cell the grader's verdict. Test cells' code and hidden tests are never on it, nor outputs produced
+    after the first graded test."""
     from nbconvert import HTMLExporter
 
     notebook = copy.deepcopy(graded)
-    test_ids = {id(cell): _grade_id(cell) for cell in notebook.cells if _is_test(cell)}
-    for cell in notebook.cells:
-        if id(cell) in test_ids:
-            cell.source = _HIDDEN_TESTS.sub("# (hidden tests ran here)", cell.source)
+    lines = [f"# Feedback: {html.escape(grade.assignment)}",
+             f"**{html.escape(grade.student)}**, `{html.escape(grade.notebook)}`: "
+             f"**{_number(grade.points)} / {_number(grade.max_points)} points**", "",
+             "| exercise | points |", "|---|---|"]
+    lines += [f"| {html.escape(grade_id)} | {_number(got)} / {_number(out_of)} |"
+              for grade_id, (got, out_of) in grade.exercises.items()]
+    if grade.reasons:
+        lines += ["", "**Notes from the grader:**", "", _as_plain_text("\n".join(grade.reasons))]
+    kept_until = notebook.metadata.get("vitcourse", {}).get("outputs_kept_until_cell")
+    cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
+    for index, cell in enumerate(notebook.cells):
+        if _is_test(cell):
+            grade_id = _grade_id(cell)
+            got, out_of = grade.exercises.get(grade_id, (0.0, 0.0))
+            text = f"**{html.escape(grade_id)}: {_number(got)} / {_number(out_of)} points**"
+            verdict = grade.verdicts.get(grade_id)
+            if verdict:
+                text += "\n\n" + _as_plain_text(verdict)
+            cells.append(nbformat.v4.new_markdown_cell(text))
+            continue
         if cell.cell_type == "markdown" and cell.metadata.get(STUDENT_MARK):
             cell.source = _as_plain_text(cell.source)  # the student's markdown is shown, never rendered as HTML
         cell.metadata = {}
@@ -417,26 +542,14 @@ def _feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
                 kept.append(output)
             cell.outputs = kept
         cell.pop("attachments", None)
-    lines = [f"# Feedback: {html.escape(grade.assignment)}",
-             f"**{html.escape(grade.student)}**, `{html.escape(grade.notebook)}`: "
-             f"**{_number(grade.points)} / {_number(grade.max_points)} points**", "",
-             "| exercise | points |", "|---|---|"]
-    lines += [f"| {html.escape(grade_id)} | {_number(got)} / {_number(out_of)} |"
-              for grade_id, (got, out_of) in grade.exercises.items()]
-    if grade.reasons:
-        lines += ["", "**Notes from the grader:**", "", _as_plain_text("\n".join(grade.reasons))]
-    scored = []
-    for cell in notebook.cells:
-        scored.append(cell)
-        if id(cell) in test_ids:
-            grade_id = test_ids[id(cell)]
-            got, out_of = grade.exercises.get(grade_id, (0.0, 0.0))
-            text = f"**{html.escape(grade_id)}: {_number(got)} / {_number(out_of)} points**"
-            if grade_id in grade.why_zero:
-                text += "\n\n" + _as_plain_text(grade.why_zero[grade_id])
-            scored.append(nbformat.v4.new_markdown_cell(text))
-    notebook.cells = [nbformat.v4.new_markdown_cell("\n".join(lines))] + scored
-    exporter = HTMLExporter(template_name="lab")
+        cells.append(cell)
+        if kept_until is not None and index + 1 == kept_until:
+            cells.append(nbformat.v4.new_markdown_cell(f"*{WITHHELD}*"))
+    notebook.cells = cells
+    notebook.metadata = {"language_info": {"name": "python"}}
+    exporter = getattr(_EXPORTERS, "html", None)
+    if exporter is None:
+        exporter = _EXPORTERS.html = HTMLExporter(template_name="lab")  # one per grading thread: loading is slow
     body, _ = exporter.from_notebook_node(notebook)
     return body
 
@@ -460,39 +573,68 @@ class Submission:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_name(name: str) -> str:
+    """A folder name as a row can hold it: undecodable bytes and control characters escaped."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", text)
+
+
+def _refusal(path: Path, what: str) -> str | None:
+    """Why a submission folder (a student's or an assignment's) is not graded, or None."""
+    name = path.name
+    if path.is_symlink():
+        return f"refused: the {what} folder is a symbolic link"
+    if not path.is_dir():
+        return f"refused: {shown_name(name)!r} is a file, not a {what} folder"
+    if name.startswith("."):
+        return f"refused: the {what} folder's name starts with a dot"
+    if not _NAME.match(name):
+        return (f"refused: unusual characters in the {what} folder's name (use letters, digits and . _ @ + -, "
+                f"starting with a letter or digit)")
+    return None
 
 
 def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
-    """Every `submitted/<student>/<assignment>/<notebook>.ipynb` that matches a source notebook.
+    """Every entry under `submitted/`: the notebooks to grade, and a decided row for everything else.
 
     Returns:
-        (submissions to grade, grades already decided: unknown assignments, odd names, missing notebooks).
+        (submissions to grade, grades already decided: refused folders, unknown assignments, missing notebooks).
     """
     submissions: list[Submission] = []
     decided: list[Grade] = []
     submitted = course / "submitted"
-    for student_dir in sorted(p for p in submitted.iterdir() if not p.name.startswith(".")):
-        if not student_dir.is_dir() or student_dir.is_symlink():
+    for student_dir in sorted(submitted.iterdir()):
+        refusal = _refusal(student_dir, "student")
+        try:
+            entries = [] if refusal else sorted(student_dir.iterdir())
+        except OSError as error:
+            refusal = f"refused: the student folder cannot be read ({error.strerror})"
+        if refusal:
+            decided.append(Grade(shown_name(student_dir.name), "", "", reasons=[refusal], recordable=False))
             continue
-        for assignment_dir in sorted(p for p in student_dir.iterdir() if not p.name.startswith(".")):
-            if not assignment_dir.is_dir() or assignment_dir.is_symlink():
-                continue
-            student, assignment = student_dir.name, assignment_dir.name
-            if not _NAME.match(student) or not _NAME.match(assignment):
-                decided.append(Grade(student, assignment, "",
-                                     reasons=["refused: unusual characters in the folder name"]))
+        if not entries:
+            decided.append(Grade(student_dir.name, "", "", reasons=["refused: the student folder is empty"],
+                                 recordable=False))
+        for assignment_dir in entries:
+            student, assignment = student_dir.name, shown_name(assignment_dir.name)
+            refusal = _refusal(assignment_dir, "assignment")
+            if refusal:
+                decided.append(Grade(student, assignment, "", reasons=[refusal], recordable=False))
                 continue
             source_dir = course / "source" / assignment
             sources = sorted(source_dir.glob("*.ipynb")) if source_dir.is_dir() else []
             if not sources:
-                decided.append(Grade(student, assignment, "", reasons=[
+                decided.append(Grade(student, assignment, "", recordable=False, reasons=[
                     f"no assignment {assignment!r} in {course / 'source'} (run `make student` first?)"]))
                 continue
             for source_path in sources:
                 path = assignment_dir / source_path.name
                 if path.is_symlink():
                     decided.append(Grade(student, assignment, source_path.name,
-                                         reasons=["refused: the notebook is a symlink"]))
+                                         reasons=["refused: the notebook is a symbolic link"]))
                 elif not path.is_file():
                     submissions.append(Submission(student, assignment, None, source_path.name))
                 else:
@@ -500,23 +642,24 @@ def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
     return submissions, decided
 
 
-def _load(path: Path, as_student: bool) -> nbformat.NotebookNode:
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MiB")
-    with path.open(encoding="utf-8") as handle:
+def _load(path: Path) -> nbformat.NotebookNode:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MiB")
         notebook = nbformat.read(handle, as_version=4)
-    if as_student and not isinstance(notebook.get("cells"), list):
+    if not isinstance(notebook.get("cells"), list):
         raise ValueError("the notebook has no cells")
     return notebook
 
 
-def grade_submission(course: Path, submission: Submission, limits: sandbox.Limits, use_sandbox: bool) -> Grade:
+def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     """Grade one submission; write its graded notebook and feedback; never raise for a bad submission."""
     grade = Grade(submission.student, submission.assignment, submission.notebook)
     source_path = course / "source" / submission.assignment / submission.notebook
     released_path = course / "release" / submission.assignment / submission.notebook
-    source = _load(source_path, as_student=False)
-    released = _load(released_path, as_student=False) if released_path.is_file() else student_version(source)
+    source = nbformat.read(source_path, as_version=4)
+    released = nbformat.read(released_path, as_version=4) if released_path.is_file() else student_version(source)
     tests = [cell for cell in source.cells if _is_test(cell)]
     grade.max_points = sum(_points(cell) for cell in tests)
     grade.exercises = {_grade_id(cell): (0.0, _points(cell)) for cell in tests}
@@ -527,15 +670,13 @@ def grade_submission(course: Path, submission: Submission, limits: sandbox.Limit
         grade.reasons.append("not run: this assignment has no graded exercises")
         return grade
     try:
-        submitted = _load(submission.path, as_student=True)
+        submitted = _load(submission.path)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the submission's problem
         detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         grade.reasons.append(f"unreadable notebook: {detail}")
         return grade
     try:
-        graded = grade_notebook(source, released, submitted, limits, use_sandbox, grade)
-    except sandbox.SandboxUnavailable:
-        raise
+        graded = grade_notebook(source, released, submitted, grade, job)
     except Exception as error:  # noqa: BLE001 - a grader bug must not stop the other submissions
         grade.points = 0.0
         grade.exercises = {grade_id: (0.0, out_of) for grade_id, (_, out_of) in grade.exercises.items()}
@@ -546,7 +687,12 @@ def grade_submission(course: Path, submission: Submission, limits: sandbox.Limit
     autograded.mkdir(parents=True, exist_ok=True)
     feedback.mkdir(parents=True, exist_ok=True)
     nbformat.write(graded, autograded / submission.notebook)
-    (feedback / (Path(submission.notebook).stem + ".html")).write_text(_feedback_html(graded, grade), encoding="utf-8")
+    (feedback / (Path(submission.notebook).stem + ".html")).write_text(feedback_html(graded, grade), encoding="utf-8")
+    for name in ("timestamp.txt", "submission_secret.txt"):  # what nbgrader's feedback release reads
+        data = gradebook.read_small(submission.path.parent / name)
+        if data is not None:
+            for folder in (autograded, feedback):
+                (folder / name).write_bytes(data)
     return grade
 
 
@@ -578,11 +724,21 @@ def _is_number(value: str) -> bool:
 
 
 def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: bool = True, jobs: int | None = None,
-              quiet: bool = False) -> list[Grade]:
-    """Grade every submission under `course/submitted/`, write grades.csv and the feedback.
+              quiet: bool = False, settings: Settings | None = None, use_cgroups: bool | None = None) -> list[Grade]:
+    """Grade every submission under `course/submitted/`; write grades.csv, the gradebook and the feedback.
+
+    Args:
+        course: the course folder.
+        limits: what each submission may use (`sandbox.Limits()` by default).
+        use_sandbox: run student code in bubblewrap; False is for trusted notebooks only.
+        jobs: notebooks graded at once (default: the CPU count, at most 8).
+        quiet: print nothing.
+        settings: the course's settings (default: read from the course's nbgrader_config.py).
+        use_cgroups: as in `sandbox.Sandbox`.
 
     Raises:
         SandboxUnavailable: `use_sandbox` is set and bubblewrap cannot run here.
+        TableUnavailable: the exercise table cannot be imported.
         FileNotFoundError: the course folder has no `submitted/` or `source/`.
     """
     limits = limits or sandbox.Limits()
@@ -593,22 +749,38 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
     if not (course / "submitted").is_dir():
         raise FileNotFoundError(f"{course / 'submitted'} does not exist: put submissions in "
                                 f"{course / 'submitted'}/<student>/<assignment>/<notebook>.ipynb.")
+    settings = settings or course_settings(course)
+    table = judge.load_table(settings.exercises)
     submissions, grades = find_submissions(course)
+    preload: set[str] = set()
+    for path in {course / "source" / s.assignment / s.notebook for s in submissions if s.path is not None}:
+        cells = nbformat.read(path, as_version=4).cells
+        preload |= sandbox.imports_of(cell.source for cell in cells if cell.cell_type == "code"
+                                      and not _is_solution(cell))
     jobs = max(1, jobs or min(len(os.sched_getaffinity(0)), 8))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_submission, course, submission, limits, use_sandbox): submission
-                   for submission in submissions}
-        for future in concurrent.futures.as_completed(futures):
-            grade = future.result()
-            grades.append(grade)
-            if not quiet:
-                reason = f"  ({'; '.join(grade.reasons)})" if grade.reasons else ""
-                print(f"graded {grade.student}/{grade.assignment}/{grade.notebook}: "
-                      f"{_number(grade.points)}/{_number(grade.max_points)}{reason}", flush=True)
+    warm = sandbox.Sandbox(limits, sandboxed=use_sandbox, preload=preload, watch=table.watched(),
+                           use_cgroups=use_cgroups)
+    if any(s.path is not None for s in submissions):
+        warm.start()
+    job = Job(warm, table, settings, secrets.token_bytes(32))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(grade_submission, course, submission, job) for submission in submissions]
+            for future in concurrent.futures.as_completed(futures):
+                grade = future.result()
+                grades.append(grade)
+                if not quiet:
+                    reason = f"  ({'; '.join(grade.reasons)})" if grade.reasons else ""
+                    print(f"graded {grade.student}/{grade.assignment}/{grade.notebook}: "
+                          f"{_number(grade.points)}/{_number(grade.max_points)}{reason}", flush=True)
+    finally:
+        warm.close()
     path = write_grades(course, grades)
+    recorded = gradebook.record(course, grades)
     if not quiet:
         rows = f"{len(grades)} row{'s' if len(grades) != 1 else ''}"
-        print(f"wrote {path} ({rows}) and feedback in {course / 'feedback'}")
+        print(f"wrote {path} ({rows}), {recorded} notebook(s) into nbgrader's gradebook, and feedback in "
+              f"{course / 'feedback'} ({warm.guarantees})")
     return grades
 
 
@@ -620,38 +792,48 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     student = commands.add_parser("student", help="write source and student versions into the course folder")
     student.add_argument("--course", type=Path, required=True, help="the course folder (created if missing)")
+    student.add_argument("--exercises", default=None, help="the exercise table (module or .py file) to check against")
     student.add_argument("notebooks", nargs="+", type=Path)
     grade = commands.add_parser("autograde", help="grade every submission under COURSE/submitted/")
     grade.add_argument("--course", type=Path, required=True)
     grade.add_argument("--jobs", type=int, default=None, help="notebooks graded at once (default: the CPU count)")
+    grade.add_argument("--exercises", default=None,
+                       help=f"the exercise table, a module or a .py file (default: the course's setting, "
+                            f"else {judge.DEFAULT_TABLE})")
+    grade.add_argument("--flagged-credit", type=float, default=None,
+                       help="fraction of the points a flagged exercise keeps (default: the course's setting, else 0)")
     grade.add_argument("--cell-timeout", type=float, default=sandbox.Limits.cell_timeout, help="seconds per cell")
     grade.add_argument("--notebook-timeout", type=float, default=sandbox.Limits.notebook_timeout,
                        help="seconds per notebook, wall clock")
-    grade.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb, help="memory per kernel, MiB")
+    grade.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb,
+                       help="memory per submission, all its processes together, MiB")
     grade.add_argument("--no-sandbox", action="store_true",
-                       help="run student code without bubblewrap (resource limits only): trusted code only")
+                       help="run student code without bubblewrap (per-process limits only): trusted code only")
     args = parser.parse_args(argv)
     _require_nbgrader()
     if args.command == "student":
         try:
-            release(args.course, args.notebooks)
+            release(args.course, args.notebooks, args.exercises)
         except (FileNotFoundError, ValueError) as error:
             parser.error(str(error))
         return 0
     try:
         limits = sandbox.Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                                 memory_mb=args.memory_mb)
+        settings = course_settings(args.course)
+        settings = dataclasses.replace(settings, **{key: value for key, value in (
+            ("exercises", args.exercises), ("flagged_credit", args.flagged_credit)) if value is not None})
     except ValueError as error:
         parser.error(str(error))
     if args.no_sandbox:
-        print("warning: --no-sandbox: student code runs with resource limits only, with your permissions.",
+        print("warning: --no-sandbox: student code runs with per-process limits only, with your permissions.",
               file=sys.stderr)
     try:
-        autograde(args.course, limits, use_sandbox=not args.no_sandbox, jobs=args.jobs)
+        autograde(args.course, limits, use_sandbox=not args.no_sandbox, jobs=args.jobs, settings=settings)
     except sandbox.SandboxUnavailable as error:
         print(f"autograde refused: {error}", file=sys.stderr)
         return 2
-    except FileNotFoundError as error:
+    except (FileNotFoundError, judge.TableUnavailable) as error:
         print(f"autograde: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,116 +1,117 @@
-"""Run untrusted notebooks: a Jupyter kernel inside bubblewrap, driven from outside, and a tamper scan.
+"""Run untrusted notebooks: a warm interpreter inside bubblewrap, one forked executor per submission, limits
+for the whole submission.
 
-The grader (this process) runs nbclient; only the kernel runs student code, and it runs it inside a
-bubblewrap sandbox:
+One `Sandbox` per grading run starts `python -m vitcourse.runner zygote` inside bubblewrap: no network, a
+read-only view of the system, the Python installation and the `vitsteps` and `vitcourse` packages, nothing
+else of the host (not the course folder, the home folder or the repository), and an environment made from
+scratch (bubblewrap itself is started with an empty one, so its process 1 holds nothing either). Run as
+root, the grader first becomes `nobody` (see `vitcourse.runner.launch`): student code never runs as root.
 
-* no network (`--unshare-all`: new network, pid, ipc, uts, user and cgroup namespaces);
-* a read-only view of the system, the Python install and the `vitsteps` package, nothing else of the
-  host (not the course folder, not the home directory, not the repository);
-* one writable place, the run's own scratch folder (deleted afterwards), plus a small private `/tmp`;
-* limits from `prlimit`: address space (memory), CPU seconds, file size, open files, no core dumps;
-* a per-cell time limit (interrupt, then give up on the kernel) and a wall-clock limit for the notebook;
-* a cap on the output kept per cell and on the size of one message from the kernel.
+The zygote imports torch, vitsteps and what the notebooks import once; each `Session` is a submission forked
+from it into namespaces of its own (user, mount, pid, ipc, net, uts), with:
 
-The kernel talks to the grader over Unix sockets in the scratch folder (ZeroMQ `ipc` transport), so
-the grader's memory, files and results stay out of the kernel's reach. The kernel is still the one
-that reports what happened in a cell; `grading` therefore only trusts a test cell that printed a
-fresh random marker, and refuses submissions whose code tampers with the checking machinery
-(`find_tampering`).
+* a fresh `/proc` that shows the submission's processes only, and one size-limited tmpfs for all writable
+  space (`/tmp`, the home and working folders, `/dev/shm`): files, unlinked-but-open files included, count
+  against `Limits.disk_mb`, and it vanishes with the submission, so no scratch is left on the host;
+* no capabilities, a seccomp filter (no ptrace, memfd, SysV shared memory, io_uring, keyrings, eBPF,
+  namespaces or mounts), per-process limits (address space, CPU seconds, file size, open files, no core
+  dumps) and `Limits.processes` processes and threads at once (RLIMIT_NPROC in its own user namespace);
+* with cgroups (see `vitcourse.cgroups`): one group per submission whose memory limit covers every process
+  and the tmpfs, and whose pids limit stops a fork bomb; without cgroups, the grader adds up the proportional
+  memory of the submission's processes and its tmpfs every 0.2 s and stops a submission over the limit;
+* a time limit per cell (an interrupt, then the end of the submission) and a wall-clock limit per notebook;
+* an output budget for the whole notebook that counts every message, display updates included.
 
-Needs the `bwrap` program (Debian/Ubuntu: `apt-get install -y bubblewrap`) and `prlimit` (util-linux).
+The grader talks to the executor over a Unix socket pair and reads the processes' ids from the socket's
+credentials; it trusts nothing the executor says for a grade (see `vitcourse.grading`).
 """
 from __future__ import annotations
 
 import ast
-import asyncio
-import builtins
 import dataclasses
 import importlib.util
 import json
 import os
+import select
 import shutil
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import zmq
-import zmq.asyncio
-from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpec
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from . import cgroups, wire
 
 MIB = 1024 * 1024
-
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install -y bubblewrap`; Fedora: "
                 "`sudo dnf install bubblewrap`), or pass --no-sandbox to run student code unconfined "
                 "(only for code you trust, e.g. your own solutions).")
+_OUTPUT_PREFIXES = (b'{"op":"output"', b'{"op":"clear_output"')
 
 
 class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing or cannot create namespaces on this machine."""
+    """bubblewrap is missing or cannot create the namespaces a submission needs on this machine."""
+
+
+class Stopped(Exception):  # noqa: N818 - a state of the run, not an error of the grader
+    """The submission's run ended early: the reason is the message (a time limit, the kernel died, ...)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one submission may use.
+    """What one submission may use, all its processes together.
 
     Args:
-        cell_timeout: seconds one cell may run before it is interrupted.
-        notebook_timeout: seconds of wall-clock time for the whole notebook, kernel start included.
-        memory_mb: address-space limit of the kernel process, in MiB.
-        cell_output_kb: output kept per cell, in KiB; the rest is dropped and marked.
-        file_mb: largest file the kernel may write, in MiB.
-        tmp_mb: size of the kernel's private /tmp, in MiB.
-        disk_mb: most the kernel may write to its scratch folder (on the host's disk), in MiB; more stops it.
+        cell_timeout: seconds one cell (or one call by the grader) may run before it is interrupted.
+        notebook_timeout: seconds of wall-clock time for the whole submission.
+        memory_mb: memory of the submission, all processes and its tmpfs together, on top of the warm
+            interpreter it is forked from; also each process's address-space limit on top of that size.
+        processes: processes and threads at once.
+        disk_mb: size of the submission's only writable space (a tmpfs), unlinked-but-open files included.
+        files: files and folders in that space.
+        file_mb: largest single file.
+        output_kb: output kept for the whole notebook, display updates included; the rest is dropped and
+            marked, and a notebook that prints more than 8 times this much is stopped.
+        open_files: open files per process.
     """
 
     cell_timeout: float = 60.0
     notebook_timeout: float = 600.0
     memory_mb: int = 2048
-    cell_output_kb: int = 2048
-    file_mb: int = 64
-    tmp_mb: int = 256
+    processes: int = 64
     disk_mb: int = 512
+    files: int = 10_000
+    file_mb: int = 256
+    output_kb: int = 2048
+    open_files: int = 256
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Limits.{field.name} must be a positive number, got {value!r}.")
+        if self.processes < 8:
+            raise ValueError(f"Limits.processes must be at least 8 (the interpreter needs a few), "
+                             f"got {self.processes}.")
+
+    def for_runner(self) -> dict[str, int]:
+        return {"memory_bytes": int(self.memory_mb * MIB), "cpu_seconds": int(self.notebook_timeout * 2) + 30,
+                "file_bytes": int(self.file_mb * MIB), "open_files": int(self.open_files),
+                "processes": int(self.processes), "disk_bytes": int(self.disk_mb * MIB), "files": int(self.files)}
 
 
-@dataclasses.dataclass
-class Execution:
-    """What happened when a notebook ran.
-
-    Attributes:
-        notebook: the notebook with the outputs it produced (cells after a stop have none).
-        status: cell index -> "ok" or "error" from the kernel's execute reply; cells that did not run
-            are absent.
-        timed_out: indices of cells that ran past the cell time limit.
-        stopped: None if every cell ran, else why the run stopped (time limit, kernel died, ...).
-        stopped_at: index of the cell running when the run stopped.
-        truncated: indices of cells whose output was cut.
-    """
-
-    notebook: nbformat.NotebookNode
-    status: dict[int, str] = dataclasses.field(default_factory=dict)
-    timed_out: list[int] = dataclasses.field(default_factory=list)
-    stopped: str | None = None
-    stopped_at: int | None = None
-    truncated: list[int] = dataclasses.field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------ the sandbox
+# ------------------------------------------------------------------------------------------ bubblewrap
 
 
 _WORKING_BWRAP: dict[str, bool] = {}
-MAX_SCRATCH_FILES = 10_000
 
 
 def find_bwrap() -> str:
@@ -120,8 +121,6 @@ def find_bwrap() -> str:
         return bwrap
     if bwrap is None:
         raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
-    if shutil.which("prlimit") is None:
-        raise SandboxUnavailable("prlimit (util-linux) is not installed; it sets the memory and CPU limits.")
     probe = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
                             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
                             "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "true"],
@@ -136,13 +135,14 @@ def find_bwrap() -> str:
 
 
 def _readonly_paths() -> list[str]:
-    """Host paths the kernel needs to read: the system, the Python install, the vitsteps package."""
+    """Host paths the sandbox reads: the system, the Python install, the vitsteps and vitcourse packages."""
     paths = ["/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
              "/etc/fonts", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
     paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent.parent)]
-    spec = importlib.util.find_spec("vitsteps")
-    if spec is not None and spec.origin:
-        paths.append(str(Path(spec.origin).resolve().parent.parent))  # the folder that holds vitsteps/
+    for package in ("vitsteps", "vitcourse"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            paths.append(str(Path(spec.origin).resolve().parent.parent))  # the folder that holds the package
     unique: list[str] = []
     for path in paths:
         resolved = str(Path(path).resolve()) if os.path.exists(path) else None
@@ -151,25 +151,25 @@ def _readonly_paths() -> list[str]:
     return sorted(unique)
 
 
-def kernel_command(scratch: Path, limits: Limits, bwrap: str | None) -> tuple[list[str], dict[str, str]]:
-    """The kernel's argv (with `{connection_file}`) and environment; `bwrap=None` runs it unconfined."""
-    work = scratch / "work"
-    env = {
-        "HOME": str(work), "TMPDIR": "/tmp" if bwrap else str(scratch / "tmp"), "LANG": "C.UTF-8",
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        "MPLCONFIGDIR": str(scratch / "mpl"), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "IPYTHONDIR": str(scratch / "ipython"), "JUPYTER_RUNTIME_DIR": str(scratch / "ipc"),
-        "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-    }
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-              "--HistoryManager.enabled=False"]
-    cpu_seconds = int(limits.notebook_timeout * 2) + 30
-    prlimit = ["prlimit", f"--as={limits.memory_mb * MIB}", f"--cpu={cpu_seconds}",
-               f"--fsize={limits.file_mb * MIB}", "--nofile=1024", "--core=0", "--"]
-    if bwrap is None:
-        return prlimit + kernel, env
+_BASE_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+             "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+             "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def _zygote_env(sandboxed: bool, scratch: str) -> dict[str, str]:
+    """The zygote's whole environment: made here, nothing taken from the grader's."""
+    return {**_BASE_ENV, "HOME": scratch, "MPLCONFIGDIR": f"{scratch}/mpl", "IPYTHONDIR": f"{scratch}/ipython",
+            "TMPDIR": scratch, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+
+
+def _student_env(sandboxed: bool) -> dict[str, str]:
+    """The executor's whole environment; {work} and {home} are filled in by the runner."""
+    return {**_BASE_ENV, "HOME": "{home}", "MPLCONFIGDIR": "{home}/.matplotlib", "IPYTHONDIR": "{home}/.ipython",
+            "TMPDIR": "/tmp" if sandboxed else "{home}", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+
+
+def bwrap_command(bwrap: str, control_fd: int) -> list[str]:
+    """bubblewrap's argv for the zygote: read-only system, no network, a small tmpfs for the zygote itself."""
     mounts: list[str] = []
     for path in _readonly_paths():
         mounts += ["--ro-bind", path, path]
@@ -178,559 +178,672 @@ def kernel_command(scratch: Path, limits: Limits, bwrap: str | None) -> tuple[li
             mounts += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
         elif Path(f"/{link}").is_dir():
             mounts += ["--ro-bind", f"/{link}", f"/{link}"]
-    # the private /tmp comes first: a Python environment or checkout that lives under /tmp is bound over it
-    sandbox = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
-               "--size", str(limits.tmp_mb * MIB), "--tmpfs", "/tmp",
-               *mounts, "--dev", "/dev", "--proc", "/proc",
-               "--size", str(limits.tmp_mb * MIB), "--tmpfs", "/dev/shm",
-               "--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(work), "--clearenv"]
-    for name, value in env.items():
-        sandbox += ["--setenv", name, value]
-    return prlimit + sandbox + ["--"] + kernel, env
+    command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+               "--size", str(64 * MIB), "--tmpfs", "/tmp", *mounts, "--dev", "/dev", "--proc", "/proc",
+               "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--clearenv"]
+    for name, value in _zygote_env(True, "/tmp").items():
+        command += ["--setenv", name, value]
+    return command + ["--", sys.executable, "-m", "vitcourse.runner", "zygote", str(control_fd)]
 
 
-class _SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel command is given directly (no kernelspec lookup)."""
+# ------------------------------------------------------------------------------------------ the warm sandbox
 
-    sandbox_argv: list[str] = []
-    sandbox_env: dict[str, str] = {}
 
-    def client(self, **kwargs: Any) -> Any:
-        """A client on this manager's zmq context, so the context's limits (message size) apply to it."""
-        kwargs.setdefault("context", self.context)
-        return super().client(**kwargs)
+class Sandbox:
+    """A warm interpreter (in bubblewrap unless `sandboxed=False`) from which each submission is forked.
+
+    Args:
+        limits: what each submission may use.
+        sandboxed: run inside bubblewrap (raises `SandboxUnavailable` if it cannot); False runs student
+            code with the grader's permissions and per-process limits only (trusted code only).
+        preload: modules the zygote imports once (what the notebooks import), e.g. ["torch", "vitsteps"].
+        watch: dotted names of functions the grader may ask about during its calls (forbidden calls and
+            the package's references), resolved before any student code runs.
+        use_cgroups: None: use cgroups when the kernel lets the grader make them; False: never.
+    """
+
+    def __init__(self, limits: Limits | None = None, *, sandboxed: bool = True, preload: Iterable[str] = (),
+                 watch: Iterable[str] = (), use_cgroups: bool | None = None) -> None:
+        self.limits = limits or Limits()
+        self.sandboxed = sandboxed
+        self.preload = sorted(set(preload) | {"IPython", "numpy"})
+        self.watch = sorted(set(watch))
+        self.use_cgroups = use_cgroups
+        self.tree: cgroups.Tree | None = None
+        self.process: subprocess.Popen | None = None
+        self.control: socket.socket | None = None
+        self.lock = threading.Lock()
+        self.baseline_rss = 0
+        self.watched: list[str] = []
+        self.stderr_tail = b""
+        self.seccomp = False
+        self.restarts = 0
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
-    def kernel_spec(self) -> KernelSpec:
-        return KernelSpec(argv=self.sandbox_argv, env=self.sandbox_env, display_name="sandbox",
-                          language="python", interrupt_mode="message")
+    def guarantees(self) -> str:
+        """Which whole-submission limits the kernel enforces here, in words."""
+        if not self.sandboxed:
+            return "no sandbox: per-process limits only"
+        filtered = ", seccomp filter" if self.seccomp else ", no seccomp filter on this architecture"
+        if self.tree is not None:
+            return f"cgroup v{self.tree.version}: memory and processes limited for the whole submission{filtered}"
+        return f"no cgroups: processes limited per submission, memory watched every 0.2 s{filtered}"
 
+    def start(self) -> None:
+        """Start the zygote and wait until it has imported everything; raise `SandboxUnavailable` if it cannot."""
+        if self.process is not None:
+            return
+        if self.use_cgroups is not False:
+            self.tree = cgroups.find()
+        self._launch()
 
-class _LimitedClient(NotebookClient):
-    """nbclient with capped output per cell, a wall-clock deadline and a record of each cell's fate."""
-
-    def __init__(self, notebook: nbformat.NotebookNode, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(notebook, timeout=int(limits.cell_timeout), allow_errors=True, interrupt_on_timeout=True,
-                         record_timing=False, store_widget_state=False, allow_error_names=[], **kwargs)
-        self.limits = limits
-        self.record = Execution(notebook=notebook)
-        self.cell_bytes: dict[int, int] = defaultdict(int)
-        self.current: int | None = None
-        self.timeouts_in_cell = 0
-        self.on_cell_start = self._started
-        self.on_cell_executed = self._executed
-
-    def _started(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
-        self.current = cell_index
-        self.timeouts_in_cell = 0
-
-    def _executed(self, cell: nbformat.NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
-        status = execute_reply.get("content", {}).get("status", "error")
-        self.record.status[cell_index] = "ok" if status == "ok" else "error"
-
-    async def _async_handle_timeout(self, timeout: int, cell: nbformat.NotebookNode | None = None
-                                    ) -> None | dict[str, Any]:
-        self.timeouts_in_cell += 1
-        if self.current is not None and self.current not in self.record.timed_out:
-            self.record.timed_out.append(self.current)
-        if self.timeouts_in_cell == 1:  # interrupt, and wait once more for the cell to give up
-            await self.km.interrupt_kernel()
-            return None
-        raise CellTimeoutError.error_from_timeout_and_cell("cell ignored the interrupt", timeout, cell)
-
-    def output(self, outs: list[nbformat.NotebookNode], msg: dict[str, Any], display_id: str | None,
-               cell_index: int) -> nbformat.NotebookNode | None:
-        self.cell_bytes[cell_index] += len(json.dumps(msg.get("content", {}), default=str))
-        if self.cell_bytes[cell_index] > self.limits.cell_output_kb * 1024:
-            if cell_index not in self.record.truncated:
-                self.record.truncated.append(cell_index)
-                outs.append(nbformat.v4.new_output(
-                    "stream", name="stderr",
-                    text=f"[the grader kept the first {self.limits.cell_output_kb} KiB of this cell's output]\n"))
-            return None
-        return super().output(outs, msg, display_id, cell_index)
-
-
-def _prepare_scratch() -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix="vitsteps-grade-"))
-    for sub in ("work", "ipc", "mpl", "ipython", "tmp"):
-        (scratch / sub).mkdir()
-    cache = _matplotlib_cache()
-    if cache is not None:
-        for font_list in cache.glob("fontlist-*.json"):
-            shutil.copy(font_list, scratch / "mpl" / font_list.name)
-    return scratch
-
-
-def _matplotlib_cache() -> Path | None:
-    """The grader's matplotlib font cache, copied into each run so the kernel does not rebuild it."""
-    try:
-        import matplotlib
-        return Path(matplotlib.get_cachedir())
-    except Exception:  # noqa: BLE001 - only an optimisation
-        return None
-
-
-async def _execute(notebook: nbformat.NotebookNode, limits: Limits, bwrap: str | None, scratch: Path) -> Execution:
-    argv, env = kernel_command(scratch, limits, bwrap)
-    context = zmq.asyncio.Context()
-    context.setsockopt(zmq.MAXMSGSIZE, max(limits.cell_output_kb * 1024 * 8, 16 * MIB))
-    km = _SandboxedKernelManager(transport="ipc", ip=str(scratch / "ipc" / "k"),
-                                 connection_file=str(scratch / "ipc" / "connection.json"), context=context)
-    km.sandbox_argv, km.sandbox_env = argv, ({} if bwrap else env)
-    client = _LimitedClient(notebook, limits, km=km, startup_timeout=int(min(120, limits.notebook_timeout)),
-                            resources={"metadata": {"path": str(scratch / "work")}})
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    run = asyncio.ensure_future(asyncio.wait_for(client.async_execute(cwd=str(scratch / "work"), **quiet),
-                                                 timeout=limits.notebook_timeout))
-    watchdog = asyncio.ensure_future(_watch_disk(scratch, limits, run, client))
-    try:
-        await run
-    except asyncio.CancelledError:  # the watchdog stopped it and said why
-        pass
-    except CellTimeoutError:  # before TimeoutError: it is one
-        client.record.stopped = (f"a cell ran past the time limit of {limits.cell_timeout:g} s and ignored "
-                                 f"the interrupt, so the kernel was stopped")
-        client.record.stopped_at = client.current
-    except asyncio.TimeoutError:
-        client.record.stopped = f"the notebook ran past its time limit of {limits.notebook_timeout:g} s"
-        client.record.stopped_at = client.current
-    except DeadKernelError:
-        client.record.stopped = "the kernel died (crashed, was killed, or ran out of memory or CPU time)"
-        client.record.stopped_at = client.current
-    except RuntimeError as error:  # kernel failed to start, or nbclient gave up on it
-        client.record.stopped = f"the kernel stopped responding ({str(error).splitlines()[0][:200]})"
-        client.record.stopped_at = client.current
-    finally:
-        watchdog.cancel()
-        if client.kc is not None:
-            client.kc.stop_channels()
-        if km.has_kernel:
-            try:
-                await km.shutdown_kernel(now=True)
-            except Exception:  # noqa: BLE001 - it may already be gone
-                pass
-        context.destroy(linger=0)
-    return client.record
-
-
-def _disk_usage(root: Path) -> tuple[int, int]:
-    """Bytes and entries under `root`, counting at most `MAX_SCRATCH_FILES` entries."""
-    total = count = 0
-    stack = [str(root)]
-    while stack and count < MAX_SCRATCH_FILES:
+    def _launch(self) -> None:
+        grader_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = zygote_end.fileno()
+        if self.sandboxed:
+            argv = bwrap_command(find_bwrap(), fd)
+            if os.geteuid() == 0:  # become nobody first: student code never runs as root
+                spec = json.dumps({"readonly": _readonly_paths(), "argv": argv})
+                argv = [sys.executable, "-m", "vitcourse.runner", "launch", spec]
+            env: dict[str, str] = {}
+        else:
+            if getattr(self, "scratch", None):
+                remove_tree(Path(self.scratch))
+            self.scratch = tempfile.mkdtemp(prefix="vitcourse-zygote-")
+            argv = [sys.executable, "-m", "vitcourse.runner", "zygote", str(fd)]
+            env = _zygote_env(False, self.scratch)
+        self.process = subprocess.Popen(argv, pass_fds=[fd], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")
+        zygote_end.close()
+        self.control = grader_end
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        config = {"sandboxed": self.sandboxed, "preload": self.preload, "watch": self.watch,
+                  "limits": self.limits.for_runner(), "env": _student_env(self.sandboxed)}
+        grader_end.send(json.dumps(config).encode())
+        grader_end.settimeout(180)
         try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            count += 1
+            ready = json.loads(grader_end.recv(1 << 16) or b"{}")
+        except (OSError, ValueError):
+            ready = {}
+        grader_end.settimeout(None)
+        if ready.get("op") != "ready" or ready.get("problem"):
+            problem = ready.get("problem") or self.stderr_tail.decode(errors="replace").strip()[-600:] or \
+                "the sandboxed interpreter did not start"
+            self.close()
+            raise SandboxUnavailable(f"the sandbox cannot run submissions here: {problem}")
+        self.baseline_rss = _rss(self.process.pid) if not self.sandboxed else _zygote_rss(self.process.pid)
+        self.watched = list(ready.get("watched", []))
+
+    def _drain_stderr(self) -> None:
+        stream = self.process.stderr if self.process else None
+        while stream is not None:
+            chunk = stream.read(4096)
+            if not chunk:
+                return
+            self.stderr_tail = (self.stderr_tail + chunk)[-8192:]
+
+    def fork(self, child_fd: int, workdir: str | None) -> None:
+        """Ask the zygote for a new submission talking on `child_fd` (starting it again once if it died)."""
+        with self.lock:
+            if self.process is None or self.process.poll() is not None or self.control is None:
+                if self.process is None or self.restarts >= 1:
+                    raise Stopped("the sandbox's interpreter is gone")
+                self.restarts += 1
+                self._stop_zygote()
+                self._launch()
+            socket.send_fds(self.control, [json.dumps({"op": "start", "workdir": workdir}).encode()], [child_fd])
+
+    def session(self) -> Session:
+        """A new submission, forked from the warm interpreter, ready to run cells."""
+        return Session(self)
+
+    def close(self) -> None:
+        """Stop the zygote (submissions end with it) and remove the cgroups made for this run."""
+        self._stop_zygote()
+        if self.tree is not None:
+            self.tree.close()
+        if not self.sandboxed and getattr(self, "scratch", None):
+            remove_tree(Path(self.scratch))
+
+    def _stop_zygote(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.process is not None:
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+def _zygote_rss(bwrap_pid: int) -> int:
+    """Resident memory of the zygote, the largest process under bubblewrap's."""
+    best = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            best = max(best, _rss(int(entry.name)) if _descends(int(entry.name), bwrap_pid) else 0)
+    return best
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    for _ in range(16):
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _pss(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ one submission
+
+
+@dataclasses.dataclass
+class Reply:
+    """What came back from a call: `op` is returned, raised, missing, unreadable, refused or timeout."""
+
+    op: str
+    value: Any = None
+    ename: str = ""
+    found: list[str] = dataclasses.field(default_factory=list)
+
+
+class Session:
+    """One submission: its processes, its socket, its outputs (cell index -> nbformat outputs)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.limits = sandbox.limits
+        self.started = time.monotonic()
+        self.deadline = self.started + self.limits.notebook_timeout
+        self.outputs: dict[int, list[nbformat.NotebookNode]] = {}
+        self.displays: dict[str, list[nbformat.NotebookNode]] = {}
+        self.truncated: list[int] = []
+        self.timed_out: list[int] = []
+        self.output_bytes = 0
+        self.clear_pending: dict[int, bool] = {}
+        self.buffer = bytearray()
+        self.group: cgroups.Group | None = None
+        self.init_fd = self.executor_fd = -1
+        self.init_pid = self.executor_pid = 0
+        self.pid_namespace = ""
+        self.workdir: str | None = None
+        self.closed = False
+        self.calls = 0
+        self.memory_stopped = False
+        grader_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        grader_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock = grader_end
+        try:
+            if not sandbox.sandboxed:
+                self.workdir = tempfile.mkdtemp(prefix="vitcourse-")
+                for folder in ("work", "home"):
+                    os.mkdir(os.path.join(self.workdir, folder), 0o700)
+            sandbox.fork(child_end.fileno(), os.path.join(self.workdir, "work") if self.workdir else None)
+            child_end.close()
+            self.init_pid = self._hello("init")
+            self.init_fd = os.pidfd_open(self.init_pid)
+            if sandbox.tree is not None:
+                self.group = sandbox.tree.make(int(self.limits.memory_mb * MIB), self.limits.processes)
+                self.group.add(self.init_pid)
+            elif sandbox.sandboxed:
+                self.pid_namespace = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+            self.sock.sendall(wire.dumps({"op": "go"}))
+            self.executor_pid = self._hello("executor")
+            self.executor_fd = os.pidfd_open(self.executor_pid)
+        except BaseException:
+            child_end.close()
+            self.close()
+            raise
+
+    # --------------------------------------------------------------------------- reading
+
+    def _hello(self, role: str) -> int:
+        """Read the hello of `role` and return the sender's process id as this process sees it."""
+        deadline = min(self.deadline, time.monotonic() + 60)
+        pid = 0
+        while True:
+            if len(self.buffer) >= wire.HEADER_SIZE:
+                length, kind = wire.unpack_header(bytes(self.buffer[:wire.HEADER_SIZE]))
+                if len(self.buffer) >= wire.HEADER_SIZE + length:
+                    payload = bytes(self.buffer[wire.HEADER_SIZE:wire.HEADER_SIZE + length])
+                    del self.buffer[:wire.HEADER_SIZE + length]
+                    message = json.loads(payload) if kind == b"J" else {}
+                    if message.get("op") != "hello" or message.get("role") != role or not pid:
+                        raise Stopped(f"the sandboxed interpreter did not start a submission ({role})")
+                    if role == "executor":
+                        self.sandbox.seccomp = bool(message.get("seccomp"))
+                    return pid
+            if not select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise Stopped("the sandboxed interpreter did not start a submission in time")
+            data, ancillary, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(12))
+            if not data:
+                raise Stopped("the sandboxed interpreter did not start a submission")
+            for level, kind_, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind_ == socket.SCM_CREDENTIALS and not pid:
+                    pid = struct.unpack("iII", payload[:12])[0]
+            self.buffer += data
+
+    def _frame(self, deadline: float, what: str) -> tuple[bytes, bytes]:
+        """The next frame; raise TimeoutError at `deadline`, `Stopped` when the submission is gone."""
+        while True:
+            if len(self.buffer) >= wire.HEADER_SIZE:
+                try:
+                    length, kind = wire.unpack_header(bytes(self.buffer[:wire.HEADER_SIZE]))
+                except wire.WireError as error:
+                    self.kill()
+                    raise Stopped(f"the notebook broke its connection to the grader ({error})") from None
+                if len(self.buffer) >= wire.HEADER_SIZE + length:
+                    payload = bytes(self.buffer[wire.HEADER_SIZE:wire.HEADER_SIZE + length])
+                    del self.buffer[:wire.HEADER_SIZE + length]
+                    return kind, payload
+            now = time.monotonic()
+            if now >= self.deadline:
+                self.kill()
+                raise Stopped(f"the notebook ran past its time limit of {self.limits.notebook_timeout:g} s")
+            if now >= deadline:
+                raise TimeoutError(what)
+            ready = select.select([self.sock], [], [], min(0.2, deadline - now, self.deadline - now))[0]
+            self._watch_memory()
+            if ready:
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise Stopped(self._death())
+                self.buffer += chunk
+
+    def _death(self) -> str:
+        """Why the executor went away."""
+        self.kill()
+        if self.memory_stopped or (self.group is not None and self.group.oom_kills()):
+            return (f"out of memory: the submission used more than its {self.limits.memory_mb} MiB, so the "
+                    f"kernel was stopped")
+        return "the kernel died (crashed, was killed, or ran out of memory or CPU time)"
+
+    def _watch_memory(self) -> None:
+        """Without cgroups: stop a submission whose processes and tmpfs together hold more than the limit."""
+        if not self.pid_namespace or self.closed:
+            return
+        now = time.monotonic()
+        if now < getattr(self, "_next_watch", 0.0):
+            return
+        self._next_watch = now + 0.2
+        used = 0
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry.name}/ns/pid") == self.pid_namespace:
+                        used += _pss(entry.name)
+                except OSError:
+                    continue
+        try:
+            stats = os.statvfs(f"/proc/{self.init_pid}/root/tmp")
+            used += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        except OSError:
+            pass
+        if used > self.limits.memory_mb * MIB + self.sandbox.baseline_rss:
+            self.memory_stopped = True
+            self.kill()
+
+    def _message(self, payload: bytes) -> dict[str, Any]:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return {}
+        return message if isinstance(message, dict) else {}
+
+    def _count(self, payload: bytes) -> None:
+        """Count a message against the notebook's output budget; end a notebook past 8 times the budget."""
+        self.output_bytes += len(payload)
+        if self.output_bytes > 8 * self.limits.output_kb * 1024:
+            self.kill()
+            raise Stopped(f"the notebook printed more than {8 * self.limits.output_kb} KiB, 8 times its output "
+                          f"budget, so it was stopped")
+
+    def _other(self, kind: bytes, payload: bytes) -> dict[str, Any]:
+        """A message that is not an output, parsed only when it is small JSON (a reply is; the caller counts
+        anything that is not the reply it waits for against the output budget)."""
+        if kind != b"J" or len(payload) > 64 * 1024:
+            return {}
+        return self._message(payload)
+
+    def _output(self, cell: int | None, payload: bytes) -> None:
+        """Keep (or drop) one output message within the notebook's budget."""
+        self._count(payload)
+        budget = self.limits.output_kb * 1024
+        if cell is None:
+            return  # output during the grader's calls is never kept
+        if self.output_bytes > budget:
+            if cell not in self.truncated:
+                self.truncated.append(cell)
+                self.outputs.setdefault(cell, []).append(nbformat.v4.new_output(
+                    "stream", name="stderr",
+                    text=f"[the grader kept the notebook's first {self.limits.output_kb} KiB of output]\n"))
+            return
+        message = self._message(payload)
+        outputs = self.outputs.setdefault(cell, [])
+        if message.get("op") == "clear_output":
+            if message.get("wait"):
+                self.clear_pending[cell] = True
+            else:
+                outputs.clear()
+            return
+        output = _output_node(message)
+        if output is None:
+            return
+        if message.get("output_type") == "update_display_data":
+            for shown in self.displays.get(str(message.get("display_id")), []):
+                shown["data"], shown["metadata"] = output["data"], output["metadata"]
+            return
+        if self.clear_pending.pop(cell, False):
+            outputs.clear()
+        if output.output_type == "stream" and outputs and outputs[-1].output_type == "stream" \
+                and outputs[-1].name == output.name:
+            outputs[-1].text += output.text
+        else:
+            outputs.append(output)
+        if output.output_type == "display_data" and isinstance(message.get("display_id"), str):
+            self.displays.setdefault(message["display_id"], []).append(output)
+
+    # --------------------------------------------------------------------------- running
+
+    def _replies(self, what: str, cell: int | None = None) -> Iterator[tuple[bytes, bytes, bool]]:
+        """Frames from the executor as (kind, payload, timed out yet); at the time limit an interrupt (noted for
+        `cell`), and the end of the submission if it is ignored."""
+        timed_out = False
+        deadline = time.monotonic() + self.limits.cell_timeout
+        while True:
+            try:
+                kind, payload = self._frame(deadline, what)
+            except TimeoutError:
+                if timed_out:
+                    self.kill()
+                    raise Stopped(f"{what} ran past the time limit of {self.limits.cell_timeout:g} s and ignored "
+                                  f"the interrupt") from None
+                timed_out = True
+                if cell is not None:
+                    self.timed_out.append(cell)
+                self._interrupt()
+                deadline = time.monotonic() + min(3.0, self.limits.cell_timeout)
+                continue
+            yield kind, payload, timed_out
+
+    def run_cell(self, cell: int, code: str) -> str:
+        """Run one cell; return "ok", "error" or "timeout" (interrupted); raise `Stopped` if the run ended."""
+        self._send({"op": "run", "cell": cell, "code": code})
+        for kind, payload, timed_out in self._replies("a cell", cell):
+            if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
+                self._output(cell, payload)
+                continue
+            message = self._other(kind, payload)
+            if message.get("op") == "done" and message.get("cell") == cell:
+                return "timeout" if timed_out else ("ok" if message.get("status") == "ok" else "error")
+            self._count(payload)
+        raise AssertionError("unreachable: _replies ends only by raising")
+
+    def call(self, name: str, args: tuple, kwargs: dict[str, Any], watch: list[str]) -> Reply:
+        """Call the student's `name(*args, **kwargs)` in the executor; decode what it returned.
+
+        Raises:
+            Stopped: the submission ended (the call ignored the interrupt, the kernel died, ...).
+        """
+        tree, blob = wire.encode((tuple(args), tuple(kwargs.items())))
+        return self._request({"op": "call", "name": name, "args": tree, "watch": list(watch)}, blob)
+
+    def backward(self, weights: list[Any], positions: list[int]) -> Reply:
+        """Back-propagate sum(output * weight) from the last call; the gradients of the argument positions."""
+        tree, blob = wire.encode(list(weights))
+        return self._request({"op": "backward", "weights": tree, "positions": list(positions)}, blob)
+
+    def _request(self, message: dict[str, Any], blob: bytes) -> Reply:
+        self.calls += 1
+        request_id = self.calls
+        self._send({**message, "id": request_id, "blob": True}, blob)
+        deadline = time.monotonic() + self.limits.cell_timeout + 10
+        for kind, payload, timed_out in self._replies("the grader's call"):
+            if kind == b"J" and payload.startswith(_OUTPUT_PREFIXES):
+                self._output(None, payload)
+                continue
+            reply = self._other(kind, payload)
+            if reply.get("id") != request_id:
+                self._count(payload)
+                continue
+            found = [str(name)[:200] for name in reply.get("found", []) if isinstance(name, str)][:20] \
+                if isinstance(reply.get("found"), list) else []
+            op = reply.get("op")
+            if timed_out:
+                return Reply("timeout", found=found)
+            if op in ("returned", "grads"):
+                kind, data = self._frame(deadline, "blob") if reply.get("blob") else (b"B", b"")
+                try:
+                    value = wire.decode(reply.get("value"), data if kind == b"B" else b"", linear_grad=False)
+                except wire.WireError:
+                    return Reply("unreadable", found=found)
+                return Reply("returned", value=value, found=found)
+            if op in ("raised", "missing", "unreadable", "refused"):
+                ename = reply.get("ename") if isinstance(reply.get("ename"), str) else ""
+                if op == "missing" and reply.get("defined"):
+                    ename = "not callable"
+                return Reply(op, ename=ename[:80], found=found)
+        raise AssertionError("unreachable: _replies ends only by raising")
+
+    def _send(self, message: dict[str, Any], blob: bytes | None = None) -> None:
+        data = wire.dumps(message) + (wire.pack_frame(b"B", blob) if blob is not None else b"")
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            raise Stopped(self._death()) from None
+
+    def _interrupt(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.executor_fd, signal.SIGINT)
+        except OSError:
+            pass
+
+    # --------------------------------------------------------------------------- ending
+
+    def kill(self) -> None:
+        """End every process of the submission."""
+        for fd in (self.executor_fd, self.init_fd):
+            if fd >= 0:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:
+                    pass
+        if not self.sandbox.sandboxed and self.executor_pid:
+            try:
+                os.killpg(self.executor_pid, signal.SIGKILL)
             except OSError:
                 pass
-    return total, count
+        if self.group is not None:
+            self.group.kill()
 
-
-async def _watch_disk(scratch: Path, limits: Limits, run: asyncio.Future, client: _LimitedClient) -> None:
-    """Stop the run if the kernel fills its scratch folder (the one place on the host it can write)."""
-    while not run.done():
-        await asyncio.sleep(0.5)
-        size, count = _disk_usage(scratch)
-        if size > limits.disk_mb * MIB or count >= MAX_SCRATCH_FILES:
-            client.record.stopped = (f"the notebook wrote more than {limits.disk_mb} MiB or "
-                                     f"{MAX_SCRATCH_FILES} files to its scratch folder, so the kernel was stopped")
-            client.record.stopped_at = client.current
-            run.cancel()
+    def close(self) -> None:
+        """End the submission and remove everything it left: processes, cgroup, scratch folder."""
+        if self.closed:
             return
+        self.closed = True
+        self.kill()
+        self.sock.close()
+        for fd in (self.executor_fd, self.init_fd):
+            if fd >= 0:
+                os.close(fd)
+        if self.group is not None:
+            self.group.remove()
+        if self.workdir is not None:
+            remove_tree(Path(self.workdir))
 
 
-def _remove_tree(root: Path) -> None:
-    """Delete a scratch folder, even one whose sub-folders the kernel made unreadable."""
-    for folder, subfolders, _ in os.walk(root):
-        for name in subfolders:
-            path = os.path.join(folder, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o700)
-    shutil.rmtree(root, ignore_errors=True)
+def _output_node(message: dict[str, Any]) -> nbformat.NotebookNode | None:
+    """An nbformat output from a message, its fields checked; None for anything malformed."""
+    kind = message.get("output_type")
+    if kind == "stream":
+        if message.get("name") in ("stdout", "stderr") and isinstance(message.get("text"), str):
+            return nbformat.v4.new_output("stream", name=message["name"], text=message["text"])
+        return None
+    if kind in ("display_data", "update_display_data", "execute_result"):
+        data, metadata = message.get("data"), message.get("metadata")
+        if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+            return None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        if kind == "execute_result":
+            count = message.get("execution_count")
+            return nbformat.v4.new_output("execute_result", data=data, metadata=metadata,
+                                          execution_count=count if isinstance(count, int) else None)
+        return nbformat.v4.new_output("display_data", data=data, metadata=metadata)
+    if kind == "error":
+        traceback = message.get("traceback")
+        traceback = [line for line in traceback if isinstance(line, str)] if isinstance(traceback, list) else []
+        return nbformat.v4.new_output("error", ename=str(message.get("ename", "Error"))[:200],
+                                      evalue=str(message.get("evalue", ""))[:10_000], traceback=traceback[:200])
+    return None
 
 
-def execute(notebook: nbformat.NotebookNode, limits: Limits | None = None, sandbox: bool = True) -> Execution:
-    """Run every code cell of `notebook` (a copy is made) in a fresh kernel and return what happened.
+# ------------------------------------------------------------------------------------------ clean-up
 
-    Args:
-        notebook: the notebook to run.
-        limits: time, memory and output limits; `Limits()` when omitted.
-        sandbox: run the kernel inside bubblewrap (raises `SandboxUnavailable` if it cannot); False runs
-            it with the resource limits only.
 
-    Returns:
-        An `Execution`; errors inside the notebook are recorded, never raised.
+def remove_tree(root: Path) -> None:
+    """Delete a folder however deep its tree is, even with folders made unreadable, using one open folder at a time.
+
+    `shutil.rmtree` recurses once per level and fails past Python's recursion limit; this walks down by
+    file descriptor and comes back up through "..", so neither depth nor path length can stop it.
     """
-    limits = limits or Limits()
-    bwrap = find_bwrap() if sandbox else None
-    scratch = _prepare_scratch()
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     try:
-        return asyncio.run(_execute(nbformat.from_dict(json.loads(json.dumps(notebook))), limits, bwrap, scratch))
-    finally:
-        _remove_tree(scratch)
+        fd = os.open(root, flags)
+    except FileNotFoundError:
+        return
+    except OSError:
+        os.unlink(root)
+        return
+    names: list[str] = []
+    while True:
+        descended = False
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.name, 0o700, dir_fd=fd)
+                    child = os.open(entry.name, flags, dir_fd=fd)
+                    os.close(fd)
+                    fd = child
+                    names.append(entry.name)
+                    descended = True
+                    break
+                os.unlink(entry.name, dir_fd=fd)
+        if descended:
+            continue
+        if not names:
+            os.close(fd)
+            os.rmdir(root)
+            return
+        parent = os.open("..", flags, dir_fd=fd)
+        os.close(fd)
+        fd = parent
+        os.rmdir(names.pop(), dir_fd=fd)
 
 
-# ------------------------------------------------------------------------------------------ the tamper scan
-
-# Modules whose use in a student cell can reach into the interpreter or the checking machinery.
-DENIED_MODULES = frozenset({
-    "sys", "builtins", "importlib", "imp", "ctypes", "cffi", "inspect", "gc", "types", "marshal", "pickle",
-    "dill", "copyreg", "code", "codeop", "runpy", "pkgutil", "traceback", "threading", "_thread",
-    "multiprocessing", "concurrent", "asyncio", "operator", "unittest", "pytest", "IPython", "ipykernel",
-    "jupyter_client", "zmq", "nbformat", "nbclient", "nbgrader", "atexit", "faulthandler", "sysconfig", "site",
-    "tracemalloc", "contextvars",
-})
-# Names that reach the interpreter, the kernel or the cell history.
-DENIED_NAMES = frozenset({
-    "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "setattr", "delattr",
-    "get_ipython", "__builtins__", "__builtin__", "In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii",
-    "breakpoint", "exit", "quit", "__loader__", "__spec__",
-})
-# Attributes that lead to frames, code objects, or ways to replace torch operators.
-DENIED_ATTRIBUTES = frozenset({
-    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next", "gi_frame",
-    "gi_code", "cr_frame", "cr_code", "ag_frame", "co_consts", "co_code", "mro", "library", "overrides",
-    "cpp_extension",
-})
-ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__version__"})
-ALLOWED_MAGICS = frozenset({"time", "timeit", "matplotlib"})
-_FRESH_VALUES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp,
-                 ast.GeneratorExp, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.JoinedStr)
+# ------------------------------------------------------------------------------------------ whole notebooks
 
 
-def find_tampering(sources: dict[str, str], protected: dict[str, str], module_names: set[str]) -> list[str]:
-    """Scan student code, cell by cell in order, for attempts to change how it is checked.
+@dataclasses.dataclass
+class Execution:
+    """What happened when a notebook ran.
 
-    Flags: rebinding a name the tests use (`check = ...`, `def check`, `torch = ...`), assigning into an
-    imported module or an alias of one (`vitsteps.checks.check = ...`, `torch.allclose = ...`), imports
-    and names that reach the interpreter (`sys`, `builtins`, `importlib`, `inspect`, `setattr`, `exec`,
-    `get_ipython`, `In`/`Out` history), dunder and frame attributes (`__globals__`, `__code__`, `f_back`),
-    special methods and Tensor subclasses (`__torch_function__`), and magics other than %time/%timeit.
-
-    Args:
-        sources: a label (e.g. "cell 12") -> the code of one student cell, in notebook order.
-        protected: names the test cells use that the source notebook binds by import (name -> "module" or
-            "module:attribute"), by `def`/`class` (name -> ""), or that are builtins (name -> "").
-        module_names: every name the source notebook binds by an import.
-
-    Returns:
-        One line per finding (e.g. "cell 12, line 3: changes `vitsteps.checks.check` ..."); empty if clean.
+    Attributes:
+        notebook: the notebook with the outputs it produced (cells after a stop have none).
+        status: cell index -> "ok", "error" or "timeout"; cells that did not run are absent.
+        timed_out: indices of cells that ran past the cell time limit.
+        stopped: None if every cell ran, else why the run stopped (time limit, kernel died, ...).
+        stopped_at: index of the cell running when the run stopped.
+        truncated: indices of cells whose output was cut.
     """
-    findings: list[str] = []
-    scanner = _Scanner(protected, set(module_names), findings)
-    for label, source in sources.items():
-        scanner.label = label
+
+    notebook: nbformat.NotebookNode
+    status: dict[int, str] = dataclasses.field(default_factory=dict)
+    timed_out: list[int] = dataclasses.field(default_factory=list)
+    stopped: str | None = None
+    stopped_at: int | None = None
+    truncated: list[int] = dataclasses.field(default_factory=list)
+
+
+def imports_of(sources: Iterable[str]) -> set[str]:
+    """The modules that code imports at its top level (to preload them in the zygote)."""
+    modules: set[str] = set()
+    for source in sources:
         try:
-            tree = ast.parse(_python_source(source, findings, label))
+            tree = ast.parse(source)
         except SyntaxError:
-            continue  # the kernel reports it as an error in that cell; nothing in it runs
-        scanner.visit(tree)
-    return findings
-
-
-def _python_source(source: str, findings: list[str], label: str) -> str:
-    """The cell as plain Python after IPython's transforms; magics other than timing are findings."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    tree = ast.parse(TransformerManager().transform_cell(source))
-    bodies: list[str] = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name)
-                and node.func.value.func.id == "get_ipython"):
-            continue
-        strings = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-        magic = strings[0].split()[0] if strings and strings[0].split() else ""
-        if node.func.attr in ("run_line_magic", "run_cell_magic") and magic in ALLOWED_MAGICS:
-            bodies += strings[1:]  # the timed code is scanned too
-        else:
-            what = "a shell command (!)" if node.func.attr in ("system", "getoutput") else (
-                f"the IPython magic %{magic}" if magic else "IPython internals")
-            findings.append(f"{label}: uses {what}")
-        node.func, node.args, node.keywords = ast.Name(id="len", ctx=ast.Load()), [], []
-    extra = [body for body in bodies if _parses(body)]
-    return "\n".join([ast.unparse(tree), *extra])
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except SyntaxError:
-        return False
-    return True
-
-
-class _Scanner(ast.NodeVisitor):
-    """Walks student cells; appends a finding for each construct that could reach the checking machinery."""
-
-    def __init__(self, protected: dict[str, str], module_names: set[str], findings: list[str]) -> None:
-        self.label = ""
-        self.protected = protected
-        self.aliases = set(module_names)  # names bound to modules, or to anything not freshly built
-        self.findings = findings
-        self.scopes: list[set[str]] = []  # locals of the enclosing functions and classes
-
-    def flag(self, node: ast.AST, what: str) -> None:
-        finding = f"{self.label}, line {getattr(node, 'lineno', 0)}: {what}"
-        if finding not in self.findings:
-            self.findings.append(finding)
-
-    # imports
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            bound = alias.asname or alias.name.split(".")[0]
-            self._import(node, alias.name, bound, alias.name if alias.asname else bound, None)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = node.module or ""
-        if node.level:
-            self.flag(node, "uses a relative import")
-        for alias in node.names:
-            if alias.name == "*":
-                self.flag(node, f"uses `from {module} import *`, which can rebind the names the tests use")
-            else:
-                self._import(node, module, alias.asname or alias.name, f"{module}:{alias.name}", alias.name)
-
-    def _import(self, node: ast.AST, module: str, bound: str, target: str, name: str | None) -> None:
-        parts = module.split(".") + ([name] if name else [])
-        if parts[0] in DENIED_MODULES or any(p.startswith("_") or p in DENIED_ATTRIBUTES for p in parts[1:]) \
-                or (name in DENIED_NAMES):
-            self.flag(node, f"imports `{'.'.join(parts)}`, which exercises may not use (it can change how "
-                            f"the checks run)")
-        if not self.scopes and bound in self.protected and \
-                self.protected[bound].replace(":", ".") != target.replace(":", "."):
-            self.flag(node, f"rebinds `{bound}`, which the tests use")
-        self._bind(bound, fresh=False)
-
-    # names and attributes
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id in DENIED_NAMES or (node.id.startswith("_i") and node.id[2:].isdigit()):
-            self.flag(node, f"uses `{node.id}`")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and not self.scopes and node.id in self.protected:
-            self.flag(node, f"rebinds `{node.id}`, which the tests use")
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        attr = node.attr
-        if attr.startswith("__") and attr.endswith("__"):
-            if attr not in ALLOWED_DUNDERS:
-                self.flag(node, f"uses the special attribute `.{attr}`")
-        elif attr.startswith("_"):
-            self.flag(node, f"uses the private attribute `.{attr}`")
-        elif attr in DENIED_ATTRIBUTES:
-            self.flag(node, f"uses `.{attr}`")
-        if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self._mutation(node)
-        self.generic_visit(node)
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        if isinstance(node.ctx, (ast.Store, ast.Del)):
-            self._mutation(node)
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        if isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2:
-            name = node.args[1]
-            if not (isinstance(name, ast.Constant) and isinstance(name.value, str) and not name.value.startswith("_")):
-                self.flag(node, "calls getattr with a computed or private attribute name")
-        self.generic_visit(node)
-
-    def _mutation(self, node: ast.Attribute | ast.Subscript) -> None:
-        root: ast.AST = node
-        while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-            root = root.func if isinstance(root, ast.Call) else root.value
-        name = root.id if isinstance(root, ast.Name) else None
-        if name is not None and any(name in scope for scope in self.scopes):
-            return  # a local of the student's own function
-        if name is None or name in self.protected or name in self.aliases:
-            self.flag(node, f"changes `{ast.unparse(node)}` (monkeypatching a module or a name the tests use)")
-
-    # definitions and scopes
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
-        if not isinstance(node, ast.Lambda):
-            if not self.scopes and node.name in self.protected:
-                self.flag(node, f"rebinds `{node.name}`, which the tests use")
-            if node.name.startswith("__") and node.name.endswith("__") and node.name not in ALLOWED_DUNDERS:
-                self.flag(node, f"defines the special method `{node.name}`")
-            for decorator in node.decorator_list:
-                self.visit(decorator)
-            if node.returns is not None:
-                self.visit(node.returns)
-            self._bind(node.name, fresh=True)
-        arguments = node.args
-        for default in arguments.defaults + [d for d in arguments.kw_defaults if d is not None]:
-            self.visit(default)
-        for argument in arguments.posonlyargs + arguments.args + arguments.kwonlyargs:
-            if argument.annotation is not None:
-                self.visit(argument.annotation)
-        params = {a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs}
-        params |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None}
-        self.scopes.append(params | _local_names(node))
-        for statement in node.body if isinstance(node.body, list) else [node.body]:
-            self.visit(statement)
-        self.scopes.pop()
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-    visit_Lambda = visit_FunctionDef
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        if not self.scopes and node.name in self.protected:
-            self.flag(node, f"rebinds `{node.name}`, which the tests use")
-        for base in node.bases + [keyword.value for keyword in node.keywords]:
-            text = ast.unparse(base)
-            if "Tensor" in text or "Parameter" in text or isinstance(base, ast.Call):
-                self.flag(base, f"defines a subclass of `{text}` (it could fake comparisons)")
-            self.visit(base)
-        self._bind(node.name, fresh=True)
-        self.scopes.append({"self"} | _local_names(node))
-        for statement in node.body:
-            self.visit(statement)
-        self.scopes.pop()
-
-    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
-        for name in node.names:
-            if name in self.protected or name in self.aliases:
-                self.flag(node, f"declares `{name}` global to rebind it")
-
-    visit_Nonlocal = visit_Global
-
-    def visit_Assign(self, node: ast.Assign | ast.AnnAssign | ast.AugAssign | ast.NamedExpr) -> None:
-        if node.value is not None:
-            self.visit(node.value)
-        fresh = isinstance(node.value, _FRESH_VALUES) or (
-            isinstance(node.value, ast.Call) and isinstance(node.value.func, (ast.Name, ast.Attribute)))
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        for target in targets:
-            self.visit(target)
-            for name in _target_names(target):
-                self._bind(name, fresh=fresh)
-
-    visit_AnnAssign = visit_Assign
-    visit_AugAssign = visit_Assign
-    visit_NamedExpr = visit_Assign
-
-    def visit_For(self, node: ast.For | ast.AsyncFor | ast.comprehension) -> None:
-        for name in _target_names(node.target):
-            self._bind(name, fresh=False)
-        self.generic_visit(node)
-
-    visit_AsyncFor = visit_For
-    visit_comprehension = visit_For
-
-    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
-        for item in node.items:
-            if item.optional_vars is not None:
-                for name in _target_names(item.optional_vars):
-                    self._bind(name, fresh=False)
-        self.generic_visit(node)
-
-    visit_AsyncWith = visit_With
-
-    def _bind(self, name: str, fresh: bool) -> None:
-        if self.scopes:
-            return
-        if fresh:
-            self.aliases.discard(name)
-        else:
-            self.aliases.add(name)
-
-
-def _target_names(target: ast.AST) -> list[str]:
-    if isinstance(target, ast.Name):
-        return [target.id]
-    if isinstance(target, (ast.Tuple, ast.List)):
-        return [name for element in target.elts for name in _target_names(element)]
-    if isinstance(target, ast.Starred):
-        return _target_names(target.value)
-    return []
-
-
-def _local_names(scope: ast.AST) -> set[str]:
-    """Names a function or class body binds itself (its locals), minus those it declares global."""
-    names: set[str] = set()
-    declared: set[str] = set()
-    stack = list(getattr(scope, "body", [])) if isinstance(getattr(scope, "body", None), list) else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-            continue
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
-            declared |= set(node.names)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
-        if not isinstance(node, ast.Lambda):
-            stack.extend(ast.iter_child_nodes(node))
-    return names - declared
-
-
-def protected_names(test_sources: list[str], source_cells: list[str], solution_sources: list[str]
-                    ) -> tuple[dict[str, str], set[str]]:
-    """Which names student code may not rebind, and which names are modules.
-
-    Args:
-        test_sources: code of the graded test cells.
-        source_cells: code of every other instructor cell (setup, demos), in order.
-        solution_sources: code of the solution cells (the names they define are the student's to define).
-
-    Returns:
-        (protected, module_names): protected maps a name the tests load to its import target
-        ("module" or "module:attribute", "" for defs, classes and builtins); module_names holds every
-        name the instructor cells bind by an import.
-    """
-    bound_by: dict[str, str] = {}
-    module_names: set[str] = set()
-    for source in source_cells + test_sources:
-        tree = _parse_or_none(source)
-        if tree is None:
             continue
         for node in tree.body:
             if isinstance(node, ast.Import):
-                for alias in node.names:
-                    bound = alias.asname or alias.name.split(".")[0]
-                    bound_by[bound] = alias.name if alias.asname else bound
-                    module_names.add(bound)
-            elif isinstance(node, ast.ImportFrom):
-                for alias in node.names:
-                    bound_by[alias.asname or alias.name] = f"{node.module}:{alias.name}"
-                    module_names.add(alias.asname or alias.name)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                bound_by[node.name] = ""
-    students: set[str] = set()
-    for source in solution_sources:
-        tree = _parse_or_none(source)
-        if tree is not None:
-            students |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-            students |= {name for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-                         for name in _target_names(t)}
-    protected: dict[str, str] = {}
-    for source in test_sources:
-        tree = _parse_or_none(source)
-        if tree is None:
+                modules |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module)
+    return modules
+
+
+def run_notebook(session: Session, notebook: nbformat.NotebookNode, record: Execution,
+                 after_cell: Any = None) -> None:
+    """Run the notebook's code cells in `session`, outputs into the cells; `after_cell(index)` after each."""
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in students:
-                if node.id in bound_by:
-                    protected[node.id] = bound_by[node.id]
-                elif node.id in dir(builtins):
-                    protected[node.id] = ""
-    return protected, module_names - students
-
-
-def _parse_or_none(source: str) -> ast.Module | None:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return ast.parse(TransformerManager().transform_cell(source))
-    except SyntaxError:
-        return None
+        try:
+            status = session.run_cell(index, cell.source)
+        except Stopped as stop:
+            record.stopped, record.stopped_at = str(stop), index
+            break
+        finally:
+            cell.outputs = session.outputs.get(index, [])
+            record.truncated = list(session.truncated)
+            record.timed_out = list(session.timed_out)
+        record.status[index] = status
+        if after_cell is not None:
+            try:
+                after_cell(index)
+            except Stopped as stop:
+                record.stopped, record.stopped_at = str(stop), index
+                break
+    count = 0
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            if index in record.status:
+                count += 1
+                cell.execution_count = count
+            for output in cell.outputs:
+                if output.output_type == "execute_result":
+                    output.execution_count = cell.execution_count

@@ -57,6 +57,15 @@ def _replace_regions(source: str, begin: str, end: str, stub: list[str] | None, 
     return "\n".join(kept), replaced
 
 
+def without_hidden_tests(source: str, where: str = "a test cell") -> str:
+    """A test cell's source as students see it: every `### BEGIN HIDDEN TESTS` region removed.
+
+    Raises:
+        ValueError: a region is not closed, or a second one opens before the first closes.
+    """
+    return _replace_regions(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", None, where)[0]
+
+
 def student_version(notebook: dict[str, Any], name: str = "notebook") -> dict[str, Any]:
     """The student version of a solution notebook (a notebook as parsed JSON, version 4).
 
@@ -111,7 +120,8 @@ def make_workspace(notebooks: list[Path], into: Path) -> list[tuple[Path, str]]:
     done = []
     for path in notebooks:
         if path.suffix != ".ipynb" or not path.is_file():
-            raise FileNotFoundError(f"no notebook at {path}; pass .ipynb files, e.g. notebooks/01_patches_unfold.ipynb.")
+            raise FileNotFoundError(f"no notebook at {path}; pass .ipynb files, "
+                                    f"e.g. notebooks/01_patches_unfold.ipynb.")
         target = into / path.name
         if target.exists():
             done.append((target, "kept"))
