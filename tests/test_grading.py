@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 # CI sets VITSTEPS_REQUIRE_SANDBOX=1: there a missing nbgrader or bubblewrap fails the tests instead of skipping them.
 REQUIRE_SANDBOX = os.environ.get("VITSTEPS_REQUIRE_SANDBOX") == "1"
@@ -402,6 +403,27 @@ def test_the_grader_decides_from_plain_values_with_its_own_words(function, expec
     assert "tensor(" not in outcome.hint, "the hint never repeats the grader's inputs"
 
 
+def _off_by_a_little(reference):
+    def wrong(*args, **kwargs):
+        value = reference(*args, **kwargs)
+        if isinstance(value, tuple):
+            return (value[0] * 1.01 + 0.01, *value[1:])
+        return value * 1.01 + 0.01 if isinstance(value, torch.Tensor) else value + 1
+    return wrong
+
+
+COURSE_TABLE = judge.load_table(None)
+
+
+@pytest.mark.parametrize("name", sorted(COURSE_TABLE.exercises))
+def test_every_course_exercise_survives_the_round_trip_and_a_wrong_answer_does_not(name):
+    exercise = COURSE_TABLE.exercises[name]
+    right = judge.judge(_LocalSession({name: exercise.reference}), COURSE_TABLE, exercise, seed=11)
+    assert right.passed, right.hint
+    wrong = judge.judge(_LocalSession({name: _off_by_a_little(exercise.reference)}), COURSE_TABLE, exercise, seed=11)
+    assert not wrong.passed and wrong.hint
+
+
 def test_a_missing_function_is_named():
     table = judge.load_table(TABLE)
     outcome = judge.judge(_LocalSession({}), table, table.exercises["head_dim"], seed=0)
@@ -640,8 +662,8 @@ def graded(tmp_path_factory):
                    "    return image.reshape(B, -1, C * patch_size ** 2) @ weight")
         _submit(course, "alice01", REAL, _solved(real))
         _submit(course, "trudy01", REAL, _insert_after(_solved(real, {"ex01_image2emb": stripes}), None,
-                                                       "import vitsteps.checks\n"
-                                                       "vitsteps.checks.check = lambda *args, **kwargs: True"))
+                                                       "import vitsteps.teach.checks\n"
+                                                       "vitsteps.teach.checks.check = lambda *args, **kwargs: True"))
     (course / "submitted" / ".hidden" / "grading_mini").mkdir(parents=True)
     (course / "submitted" / "linked").symlink_to(course / "submitted" / "alice")
     (course / "submitted" / "alice" / "grading_mini" / "timestamp.txt").write_text("2025-01-15 10:00:00.000000 UTC")
@@ -808,7 +830,7 @@ def test_autograde_on_a_real_notebook(graded):
     tests = [c for c in _read(REAL).cells if grading._is_test(c)]
     assert float(rows["alice01"]["points"]) == sum(grading._points(c) for c in tests) == 3
     assert rows["alice01"]["reason"] == ""
-    assert rows["trudy01"]["points"] == "0" and "vitsteps.checks.check" in rows["trudy01"]["reason"]
+    assert rows["trudy01"]["points"] == "0" and "vitsteps.teach.checks.check" in rows["trudy01"]["reason"]
     assert _verdict(graded, "trudy01", "ex01_image_to_patches_test") == "correct, but flagged: the static scan flags " \
         "the notebook (see the reason)"
     assert not _verdict(graded, "trudy01", "ex01_image2emb_test").startswith("correct")

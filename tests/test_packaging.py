@@ -4,10 +4,10 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -146,5 +146,6 @@ def test_the_sdist_carries_what_the_tests_need(tmp_path, monkeypatch):
     needed = ["Makefile", "environment.yml", "LICENSE", "tests/sanitize.cfg", "tests/helpers.py",
               "instructor/pyproject.toml", "tools/install_torch.py"]
     needed += [str(path.relative_to(REPO)) for path in (REPO / "notebooks").glob("*.ipynb")]
-    needed += [str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("*.py") if "__pycache__" not in path.parts]
+    needed += [str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("*.py")
+               if "__pycache__" not in path.parts]
     assert [name for name in needed if name not in carried] == []
