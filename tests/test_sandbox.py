@@ -163,6 +163,11 @@ def hostile_run(tmp_path_factory):
         pytest.skip("bubblewrap is not installed")
     host_file = tmp_path_factory.mktemp("host") / "secret.txt"
     host_file.write_text("host data")
+    # a read-only path under /tmp (as a checkout or Python there would be) stays readable and read-only
+    shared = tmp_path_factory.mktemp("readonly") / "shared.txt"
+    shared.write_text("shared data")
+    shared.parent.chmod(0o755)  # readable by anyone, as a checkout is (pytest makes its folders private)
+    readonly_paths = sandbox._readonly_paths
     listener = _Listener()
     os.environ[SECRET_ENV] = SECRET
     before = set(os.listdir(tempfile_dir()))
@@ -181,11 +186,15 @@ def hostile_run(tmp_path_factory):
             "print('internet', attempt(lambda: socket.create_connection(('1.1.1.1', 80), timeout=2)))\n"
             "print('memfd', attempt(lambda: os.memfd_create('x')))\n"
             "libc = ctypes.CDLL(None, use_errno=True)\n"
-            "print('unshare', libc.unshare(0x10000000), 'ptrace', libc.ptrace(16, 1, 0, 0))",
+            "print('unshare', libc.unshare(0x10000000), 'ptrace', libc.ptrace(16, 1, 0, 0))\n"
+            f"print('shared read', open({str(shared)!r}).read())\n"
+            f"print('shared write', attempt(lambda: open({str(shared)!r}, 'w').write('x')))",
             FORK_BOMB, UNLINKED, SHM, DEEP, SPREAD,
             "buffer = bytearray(3 * 1024 ** 3)",
             PRINT_FLOOD, UPDATE_FLOOD, "print('never')")
-        record, namespace, used_cgroups = _run(notebook, None)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sandbox, "_readonly_paths", lambda: sorted([*readonly_paths(), str(shared.parent)]))
+            record, namespace, used_cgroups = _run(notebook, None)
     finally:
         del os.environ[SECRET_ENV]
         listener.close()
@@ -215,6 +224,7 @@ def test_a_submission_cannot_reach_host_files_the_network_or_dangerous_syscalls(
     assert "loopback OSError" in text and "internet OSError" in text  # no network at all, not even loopback
     assert "memfd PermissionError" in text and "unshare -1 ptrace -1" in text
     assert hostile_run["listener"].connections == 0 and hostile_run["host_file"].read_text() == "host data"
+    assert "shared read shared data" in text and "shared write OSError" in text, "read-only paths under /tmp"
 
 
 @needs_bwrap

@@ -335,9 +335,22 @@ def _init(fd: int, config: dict[str, Any], message: dict[str, Any], baseline: in
     sock = socket.socket(fileno=fd)
     limits = config["limits"]
     if config["sandboxed"]:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        # a checkout or Python under /tmp stays readable: held open here, bound back read-only over the new /tmp
+        under_tmp = {path: os.open(path, os.O_PATH) for path in config.get("readonly", [])
+                     if path.startswith("/tmp/") and os.path.exists(path)}
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
                f"size={limits['disk_bytes']},nr_inodes={limits['files']},mode=1777")
+        for path, held in under_tmp.items():
+            if os.path.isdir(f"/proc/self/fd/{held}"):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "a").close()
+            _mount(f"/proc/self/fd/{held}", path, None, MS_BIND | MS_REC)
+            kept = os.statvfs(path).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)  # locked flags stay as they are
+            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+            os.close(held)
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         for folder in ("home", "work", ".shm"):
             os.mkdir(f"/tmp/{folder}", 0o700)
         if os.path.isdir("/dev/shm"):

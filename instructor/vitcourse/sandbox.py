@@ -265,7 +265,8 @@ class Sandbox:
         self.control = grader_end
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         config = {"sandboxed": self.sandboxed, "preload": self.preload, "watch": self.watch,
-                  "limits": self.limits.for_runner(), "env": _student_env(self.sandboxed)}
+                  "limits": self.limits.for_runner(), "env": _student_env(self.sandboxed),
+                  "readonly": _readonly_paths()}
         grader_end.send(json.dumps(config).encode())
         grader_end.settimeout(180)
         try:
