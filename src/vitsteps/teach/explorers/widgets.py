@@ -122,7 +122,7 @@ class Explorer(widgets.VBox):
         """Set several controls at once, then update once, e.g. `explorer.set(patch_size=2, model_dim=16)`."""
         unknown = set(values) - set(self.controls)
         if unknown:
-            raise ValueError(f"values must name controls of this explorer, got {sorted(unknown)}; the controls "
+            raise _validate.InputValueError(f"values must name controls of this explorer, got {sorted(unknown)}; the controls "
                              f"are {sorted(self.controls)}.")
         with self._hold():
             for name, value in values.items():
