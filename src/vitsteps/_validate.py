@@ -193,8 +193,8 @@ def divides(patch_size: int, side: int, name: str, side_name: str) -> None:
     """Check that `patch_size` cuts `side` into whole patches."""
     if side % patch_size:
         raise InputValueError(f"{name}={patch_size} does not divide the image {side_name} {side}: "
-                         f"{side} / {patch_size} leaves a remainder of {side % patch_size}; "
-                         f"pick a patch size that divides {side}, or crop or pad the image.")
+                              f"{side} / {patch_size} leaves a remainder of {side % patch_size}; "
+                              f"pick a patch size that divides {side}, or crop or pad the image.")
 
 
 def heads(dim: object, num_heads: object, dim_name: str = "embed_dim") -> None:
@@ -204,7 +204,7 @@ def heads(dim: object, num_heads: object, dim_name: str = "embed_dim") -> None:
     if dim % num_heads:
         divisors = [h for h in range(1, dim + 1) if dim % h == 0]
         raise InputValueError(f"{dim_name}={dim} is not divisible by num_heads={num_heads}: each head gets "
-                         f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
+                              f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
 
 
 def mlp_hidden(dim: int, mlp_ratio: object) -> int:
@@ -213,7 +213,7 @@ def mlp_hidden(dim: int, mlp_ratio: object) -> int:
     hidden = int(dim * mlp_ratio)
     if hidden < 1:
         raise InputValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP hidden width of int({dim} * {mlp_ratio!r}) = "
-                         f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
+                              f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
     return hidden
 
 

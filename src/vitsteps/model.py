@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import _validate
+from ._validate import InputValueError
 from .encoder import Block
 from .patches import PatchEmbed
 from .tokens import prepend_cls_token, sincos_position_table
@@ -53,8 +54,8 @@ class ViTConfig:
         _validate.one_of(self.pos_embed, "pos_embed", ("learn", "sincos"),
                          "use 'learn' for the paper's trained table or 'sincos' for a fixed one")
         if self.pos_embed == "sincos" and self.embed_dim % 4:
-            raise _validate.InputValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
-                             f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
+            raise InputValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
+                                  f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
         _validate.positive_number(self.norm_eps, "norm_eps", "1e-6")
 
     @property
@@ -235,9 +236,9 @@ class ViT(nn.Module):
         """Normed tokens `[B, L, D]` to logits `[B, K]` from the CLS token alone."""
         _validate.tensor(tokens, "tokens", 3, "[B, L, D]")
         if tokens.shape[-1] != self.config.embed_dim:
-            raise _validate.InputValueError(f"tokens have width D={tokens.shape[-1]} but this model has embed_dim="
-                             f"{self.config.embed_dim}; pass the [B, L, {self.config.embed_dim}] output of "
-                             f"forward_features.")
+            raise InputValueError(f"tokens have width D={tokens.shape[-1]} but this model has embed_dim="
+                                  f"{self.config.embed_dim}; pass the [B, L, {self.config.embed_dim}] output of "
+                                  f"forward_features.")
         return self.head(tokens[:, 0])  # [B, K]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from ... import _validate
-
+from ..._validate import InputValueError
 
 # ink dark on white paper: a one-channel image scaled to [0, 1] has 0 drawn white and 1 drawn black
 GREY: dict[str, object] = {"cmap": "gray_r", "vmin": 0.0, "vmax": 1.0}
@@ -46,12 +46,12 @@ def one_sample(value: object, ndim: int) -> object:
 def as_image(image: object) -> np.ndarray:
     """`[C, H, W]` (or `[1, C, H, W]`) tensor, `C` 1 or 3, to an `[H, W]` or `[H, W, 3]` array scaled to [0, 1]."""
     if isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] != 1:
-        raise _validate.InputValueError(f"image must be one image [C, H, W] or [1, C, H, W], got shape {tuple(image.shape)}; "
-                         f"pick one with images[i].")
+        raise InputValueError(f"image must be one image [C, H, W] or [1, C, H, W], got shape {tuple(image.shape)}; "
+                              f"pick one with images[i].")
     image = _validate.tensor(one_sample(image, 3), "image", 3, "[C, H, W]")
     if image.shape[0] not in (1, 3):
-        raise _validate.InputValueError(f"image must have 1 (grayscale) or 3 (RGB) channels, got {image.shape[0]}; "
-                         f"draw one channel with image[:1].")
+        raise InputValueError(f"image must have 1 (grayscale) or 3 (RGB) channels, got {image.shape[0]}; "
+                              f"draw one channel with image[:1].")
     array = image.detach().float().cpu()  # [C, H, W]
     low, high = array.min(), array.max()
     array = (array - low) / (high - low) if high > low else torch.zeros_like(array)  # [C, H, W]
@@ -106,10 +106,10 @@ def patch_tiles(patches: object, patch_size: object, in_chans: object) -> np.nda
     _validate.one_of(in_chans, "in_chans", (1, 3), "pass 1 (grayscale) or 3 (RGB) to draw patches")
     N, depth = patches.shape
     if N == 0:
-        raise _validate.InputValueError("patches is empty, got shape (0, ...); pass at least one patch [N, C*P*P] with N >= 1.")
+        raise InputValueError("patches is empty, got shape (0, ...); pass at least one patch [N, C*P*P] with N >= 1.")
     if depth != in_chans * patch_size * patch_size:
-        raise _validate.InputValueError(f"patches have {depth} values each but in_chans*patch_size**2 = "
-                         f"{in_chans * patch_size ** 2}; pass the in_chans and patch_size they were cut with.")
+        raise InputValueError(f"patches have {depth} values each but in_chans*patch_size**2 = "
+                              f"{in_chans * patch_size ** 2}; pass the in_chans and patch_size they were cut with.")
     values = patches.detach().float().cpu()  # [N, C*P*P]
     low, high = float(values.min()), float(values.max())
     values = (values - low) / (high - low) if high > low else torch.zeros_like(values)  # [N, C*P*P]

@@ -9,6 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ... import _validate
+from ..._validate import InputValueError
 from ._draw import SMALLEST_FONT, draw_patch_grid, grid_shape, image_and_grid, one_sample, panels, show_image
 
 
@@ -31,12 +32,12 @@ def plot_attention_heads(weights: torch.Tensor, token_labels: list[str] | None =
     _validate.tensor(weights, "weights", 3, "[h, L, L]")
     h, L, L_keys = weights.shape
     if L != L_keys:
-        raise _validate.InputValueError(f"weights must be square per head [h, L, L] (self-attention), got {tuple(weights.shape)}; "
-                         f"pass the weights of one sample, e.g. maps[layer][0].")
+        raise InputValueError(f"weights must be square per head [h, L, L] (self-attention), got "
+                              f"{tuple(weights.shape)}; pass the weights of one sample, e.g. maps[layer][0].")
     if token_labels is None:
         token_labels = ["CLS"] + [f"p{n}" for n in range(L - 1)]
     if len(token_labels) != L:
-        raise _validate.InputValueError(f"token_labels has {len(token_labels)} names but there are L={L} tokens; pass {L} names.")
+        raise InputValueError(f"token_labels has {len(token_labels)} names but there are L={L} tokens; pass {L} names.")
     values = weights.detach().float().cpu()
     rows, cols = grid_shape(h)
     side = min(max(1.7 if h > 1 else 3.2, 0.18 * L + 0.9), 3.2, (9 - 1.2) / cols)  # at most 9 inches wide
@@ -85,8 +86,8 @@ def plot_attention_on_image(image: torch.Tensor, weights: torch.Tensor, patch_si
     _validate.tensor(weights, "weights", 2, "[L, L]")
     L = weights.shape[0]
     if weights.shape != (rows * cols + 1, rows * cols + 1):
-        raise _validate.InputValueError(f"weights must be [L, L] with L = 1 + {rows * cols} patches, got "
-                         f"{tuple(weights.shape)}; pass one head's weights, e.g. maps[layer][0, head].")
+        raise InputValueError(f"weights must be [L, L] with L = 1 + {rows * cols} patches, got "
+                              f"{tuple(weights.shape)}; pass one head's weights, e.g. maps[layer][0, head].")
     _validate.int_in(query, "query", 0, L - 1, "0 is the CLS token, n + 1 is patch n")
     matrix = weights.detach().float().cpu().numpy()
     row_weights = matrix[query]

@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ... import _validate
+from ..._validate import InputValueError
 from ...patches import image_to_patches
 from ._draw import (
     GREY,
@@ -97,7 +98,7 @@ def plot_token_sources(image: torch.Tensor, cut: Callable[[torch.Tensor], torch.
     """
     _validate.tensor(image, "image", 4, "[1, C, H, W]")
     if image.shape[0] != 1:
-        raise _validate.InputValueError(f"image must be one image [1, C, H, W], got shape {tuple(image.shape)}; "
+        raise InputValueError(f"image must be one image [1, C, H, W], got shape {tuple(image.shape)}; "
                                         f"pick one with images[i:i + 1].")
     if not callable(cut):
         _validate.fail(TypeError, "cut", "a function from images [1, C, H, W] to tokens [1, N, ...]", cut,
@@ -106,7 +107,7 @@ def plot_token_sources(image: torch.Tensor, cut: Callable[[torch.Tensor], torch.
     numbers = torch.arange(C * H * W, dtype=torch.float64).reshape(1, C, H, W)  # [1, C, H, W], pixel numbers
     tokens = cut(numbers)  # [1, N, ...]
     if not isinstance(tokens, torch.Tensor) or tokens.dim() < 2 or tokens.shape[0] != 1:
-        raise _validate.InputValueError("cut must return tokens [1, N, ...] for an image [1, C, H, W]; check "
+        raise InputValueError("cut must return tokens [1, N, ...] for an image [1, C, H, W]; check "
                                         "that it keeps the batch dimension first.")
     N = tokens.shape[1]
     owner = np.full(C * H * W, -1)
@@ -213,8 +214,8 @@ def plot_patches_to_tokens(image: torch.Tensor, patch_size: int, patch_tokens: t
     if patch_tokens is not None:
         tokens = _validate.tensor(one_sample(patch_tokens, 2), "patch_tokens", 2, "[N, D]")
         if tokens.shape[0] != N:
-            raise _validate.InputValueError(f"patch_tokens has {tokens.shape[0]} rows but the image has N={N} patches; "
-                             f"pass the tokens of this image and patch_size.")
+            raise InputValueError(f"patch_tokens has {tokens.shape[0]} rows but the image has N={N} patches; "
+                                  f"pass the tokens of this image and patch_size.")
     channels = torch.as_tensor(picture, dtype=torch.float32)  # [H, W] or [H, W, 3]
     channels = channels.unsqueeze(0) if in_chans == 1 else channels.permute(2, 0, 1)  # [C, H, W]
     patches = image_to_patches(channels.unsqueeze(0), patch_size)[0]  # [N, C*P*P]

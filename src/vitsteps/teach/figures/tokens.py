@@ -11,6 +11,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from ... import _validate
+from ..._validate import InputValueError
 from ...analysis import position_similarity
 from ._draw import SMALLEST_FONT, panels, write_values
 
@@ -40,7 +41,7 @@ def plot_matrix(matrix: torch.Tensor, title: str = "", xlabel: str = "", ylabel:
     rows, cols = values.shape
     for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
         if labels is not None and len(labels) != count:
-            raise _validate.InputValueError(f"{name} has {len(labels)} names but the matrix has {count}; pass "
+            raise InputValueError(f"{name} has {len(labels)} names but the matrix has {count}; pass "
                                             f"{count} names.")
     write = annotate if annotate is not None else rows * cols <= 64
     cell = 0.62 if write else 0.4
@@ -82,8 +83,8 @@ def plot_token_sequence(tokens: torch.Tensor, num_prefix_tokens: int = 1, title:
     _validate.non_negative_int(num_prefix_tokens, "num_prefix_tokens", "pass 1 for a CLS token")
     B, L, D = tokens.shape
     if num_prefix_tokens > L:
-        raise _validate.InputValueError(f"num_prefix_tokens={num_prefix_tokens} but the sequences have only L={L} tokens; "
-                         f"pass at most {L}.")
+        raise InputValueError(f"num_prefix_tokens={num_prefix_tokens} but the sequences have only L={L} tokens; "
+                              f"pass at most {L}.")
     stacked = tokens.reshape(B * L, D)  # [B*L, D]
     names = ["CLS" if num_prefix_tokens == 1 else f"prefix {i}" for i in range(num_prefix_tokens)]
     names += [f"patch {n}" for n in range(L - num_prefix_tokens)]
