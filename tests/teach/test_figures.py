@@ -126,6 +126,19 @@ def test_token_sources_draw_bands_for_a_reshape_and_squares_for_real_patches():
     assert bands.get_suptitle() == "bands" and squares.get_suptitle() == "4 tokens: which pixels each one holds"
 
 
+def test_token_sources_draw_each_channel_of_a_colour_image_with_its_own_bands():
+    image = torch.rand(1, 3, 8, 8)  # [B, C, H, W]
+    fig = draw(figures.plot_token_sources, image, lambda picture: picture.reshape(1, 4, 48))
+    *channels, key = fig.axes
+    assert [ax.get_title() for ax in channels] == ["red", "green", "blue"]
+    colours = drawn(key.images[0])[:, 0, :3]  # [N, 3]
+    for c, ax in enumerate(channels):
+        np.testing.assert_allclose(drawn(ax.images[0]), scaled(image[0, c]), rtol=1e-6)
+        tint = drawn(ax.images[1])[..., :3]  # [H, W, 3]
+        rows = (c * 64 + np.arange(64)).reshape(8, 8) // 48  # the token of each pixel: 48 values in memory order
+        assert np.allclose(tint, colours[rows])
+
+
 def test_patch_sequence_draws_one_titled_panel_per_patch_in_reading_order():
     image = torch.randn(1, 1, 4, 4)  # [B, C, H, W]
     patches = image_to_patches(image, 2)  # [1, N, C*P*P]
@@ -745,6 +758,12 @@ REFUSED = {
     "plot_token_sources: a cut that drops the batch dimension":
         (lambda: figures.plot_token_sources(torch.rand(1, 1, 4, 4), lambda x: x.reshape(4, 4)), ValueError,
          r"cut must return tokens \[1, N, \.\.\.\]"),
+    "plot_token_sources: an image of five channels":
+        (lambda: figures.plot_token_sources(torch.rand(1, 5, 4, 4), lambda x: x.reshape(1, 4, 20)), ValueError,
+         r"the image's channels C must be an int from 1 to 4, got 5"),
+    "plot_matrix: a label per row missing":
+        (lambda: figures.plot_matrix(torch.rand(3, 2), row_labels=["a", "b"]), ValueError,
+         r"row_labels has 2 names but the matrix has 3; pass 3 names"),
     "patch_mosaic: a per_row of 0":
         (lambda: figures.patch_mosaic(torch.rand(4, 4), 2, per_row=0), ValueError, r"per_row must be a positive int"),
     "patch_mosaic: patches cut with another patch size":
@@ -949,6 +968,8 @@ SERIES_FIGURES = {
     "patch grid, 2x2 patches": lambda: figures.plot_patch_grid(torch.rand(1, 8, 8), 2),
     "patch sequence of 16": lambda: figures.plot_patch_sequence(torch.rand(1, 16, 4), 2),
     "token sources": lambda: figures.plot_token_sources(torch.rand(1, 1, 8, 8), lambda x: x.reshape(1, 4, 16)),
+    "token sources in colour": lambda: figures.plot_token_sources(torch.rand(1, 3, 8, 8),
+                                                                  lambda x: x.reshape(1, 4, 48)),
     "kernel filters": lambda: figures.plot_kernel_filters(torch.randn(8, 3, 4, 4)),
     "patches to tokens": lambda: figures.plot_patches_to_tokens(torch.rand(1, 8, 8), 2, torch.randn(16, 8)),
     "matrix": lambda: figures.plot_matrix(torch.randn(16, 8), cmap="RdBu_r"),

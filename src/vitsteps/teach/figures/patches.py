@@ -82,24 +82,27 @@ def plot_patch_sequence(patches: torch.Tensor, patch_size: int, in_chans: int = 
 
 def plot_token_sources(image: torch.Tensor, cut: Callable[[torch.Tensor], torch.Tensor],
                        title: str | None = None) -> Figure:
-    """Where the values of each token come from: the image with every token's pixels tinted in its own colour.
+    """Where the values of each token come from: each channel of the image with every token's pixels tinted in
+    the token's own colour.
 
     `cut` is run on an image of pixel numbers of the same shape, so the figure shows what any way of cutting
-    does: square patches come out as squares, a `reshape` without `permute` as horizontal bands.
+    does: square patches come out as squares, a `reshape` without `permute` as horizontal bands (of one channel
+    each, for a colour image).
 
     Args:
-        image: `[1, C, H, W]` image (what the tokens are cut from).
+        image: `[1, C, H, W]` image (what the tokens are cut from), at most 4 channels.
         cut: a function from images `[1, C, H, W]` to tokens `[1, N, C*P*P]` (or `[1, N, ...]`).
         title: figure title; by default it states the number of tokens.
 
     Returns:
-        The figure: the image with the tinted regions (channel 0's pixels for a colour image), and a key of
+        The figure: one panel per channel, the channel in the series' grey scale under the tints, and a key of
         the token colours in reading order.
     """
     _validate.tensor(image, "image", 4, "[1, C, H, W]")
     if image.shape[0] != 1:
-        raise InputValueError(f"image must be one image [1, C, H, W], got shape {tuple(image.shape)}; "
-                                        f"pick one with images[i:i + 1].")
+        raise InputValueError(f"image must be one image [1, C, H, W], got shape {tuple(image.shape)}; pick one "
+                              f"with images[i:i + 1].")
+    _validate.int_in(image.shape[1], "the image's channels C", 1, 4, "draw at most 4 channels, e.g. image[:, :3]")
     if not callable(cut):
         _validate.fail(TypeError, "cut", "a function from images [1, C, H, W] to tokens [1, N, ...]", cut,
                        "pass the function itself, e.g. lambda image: image.reshape(1, 4, 16)")
@@ -107,24 +110,27 @@ def plot_token_sources(image: torch.Tensor, cut: Callable[[torch.Tensor], torch.
     numbers = torch.arange(C * H * W, dtype=torch.float64).reshape(1, C, H, W)  # [1, C, H, W], pixel numbers
     tokens = cut(numbers)  # [1, N, ...]
     if not isinstance(tokens, torch.Tensor) or tokens.dim() < 2 or tokens.shape[0] != 1:
-        raise InputValueError("cut must return tokens [1, N, ...] for an image [1, C, H, W]; check "
-                                        "that it keeps the batch dimension first.")
+        raise InputValueError("cut must return tokens [1, N, ...] for an image [1, C, H, W]; check that it keeps "
+                              "the batch dimension first.")
     N = tokens.shape[1]
     owner = np.full(C * H * W, -1)
     for n, values in enumerate(tokens[0].reshape(N, -1).long().tolist()):
         owner[[value for value in values if 0 <= value < C * H * W]] = n
-    owner = owner.reshape(C, H, W)[0]  # [H, W]: the token that holds each pixel of channel 0
+    owner = owner.reshape(C, H, W)  # [C, H, W]: the token that holds each pixel
     colours = plt.get_cmap("tab10" if N <= 10 else "tab20")
     tint = np.array([colours(n % colours.N)[:3] for n in range(N)])  # [N, 3]
-    fig, (left, key) = plt.subplots(1, 2, figsize=(5.0, 3.1), gridspec_kw={"width_ratios": [3, 1.1]})
-    picture = image[0, :1] if C != 3 else image[0]  # [1 or 3, H, W]
-    show_image(left, as_image(picture))
-    overlay = np.zeros((H, W, 4))
-    overlay[..., :3] = tint[owner.clip(min=0)]
-    overlay[..., 3] = np.where(owner >= 0, 0.45, 0.0)
-    left.imshow(overlay, interpolation="nearest")
-    left.axis("off")
-    left.set_title(f"the pixels of each of the {N} tokens", fontsize=9)
+    fig, axes = plt.subplots(1, C + 1, figsize=(2.4 * C + 1.5, 3.1), squeeze=False,
+                             gridspec_kw={"width_ratios": [3] * C + [1.1]})
+    names = ("red", "green", "blue") if C == 3 else tuple(f"channel {c}" for c in range(C))
+    for c, ax in enumerate(axes[0, :C]):
+        show_image(ax, as_image(image[0, c:c + 1]))
+        overlay = np.zeros((H, W, 4))
+        overlay[..., :3] = tint[owner[c].clip(min=0)]
+        overlay[..., 3] = np.where(owner[c] >= 0, 0.45, 0.0)
+        ax.imshow(overlay, interpolation="nearest")
+        ax.axis("off")
+        ax.set_title(names[c] if C > 1 else f"the pixels of each of the {N} tokens", fontsize=9)
+    key = axes[0, C]
     key.imshow(tint[:, None, :], aspect="auto", interpolation="nearest")
     key.set_yticks(range(N), [f"token {n}" for n in range(N)], fontsize=SMALLEST_FONT)
     key.set_xticks([])
@@ -132,8 +138,6 @@ def plot_token_sources(image: torch.Tensor, cut: Callable[[torch.Tensor], torch.
     fig.suptitle(title or f"{N} tokens: which pixels each one holds", fontsize=10)
     fig.tight_layout()
     return fig
-
-
 
 
 def plot_kernel_filters(kernel: torch.Tensor, title: str | None = None) -> Figure:

@@ -42,7 +42,7 @@ def plot_matrix(matrix: torch.Tensor, title: str = "", xlabel: str = "", ylabel:
     for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
         if labels is not None and len(labels) != count:
             raise InputValueError(f"{name} has {len(labels)} names but the matrix has {count}; pass "
-                                            f"{count} names.")
+                                  f"{count} names.")
     write = annotate if annotate is not None else rows * cols <= 64
     cell = 0.62 if write else 0.4
     fig, ax = plt.subplots(figsize=(min(1.6 + cell * cols, 9), min(1.2 + 0.4 * rows, 9)))
