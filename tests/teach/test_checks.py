@@ -149,12 +149,17 @@ STAGES = {
     "scaled_dot_product": lambda q, k, v, mask: (F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None),
     "cls_head_loss": lambda x, head, labels, smoothing: (head(x[:, 0]), F.cross_entropy(
         head(x[:, 0]), labels, label_smoothing=smoothing)),
-    "vit_parameter_count": lambda config: vitsteps.count_parameters(vitsteps.ViT(config)),
+    "vit_parameter_count": lambda config: vitsteps.count_parameters(_on_meta(config)),
     "cut_patches": vitsteps.patches.image_to_patches,
     "attention": lambda x, qkv, proj, h: _package_attention(x, qkv, proj, h),
     "embed_tokens": lambda patches, proj, cls, pos: vitsteps.tokens.prepend_cls_token(proj(patches), cls) + pos,
     "encoder_block": lambda *args: _package_block(*args),
 }
+
+
+def _on_meta(config):
+    with torch.device("meta"):  # shapes only: ViT-B/16 is counted without filling 86M weights
+        return vitsteps.ViT(config)
 
 
 def _package_attention(x, qkv, proj, num_heads):
