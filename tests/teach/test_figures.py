@@ -22,7 +22,7 @@ from helpers import assert_all_refused, refusal_cases  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from vitsteps.model import get_config, parameter_formula  # noqa: E402
+from vitsteps.model import get_config, parameter_formula, vit_flops  # noqa: E402
 from vitsteps.patches import image_to_patches  # noqa: E402
 from vitsteps.teach import figures  # noqa: E402
 from vitsteps.train import History  # noqa: E402
@@ -982,6 +982,8 @@ SERIES_FIGURES = {
     "attention on the image": lambda: figures.plot_attention_on_image(torch.rand(1, 8, 8), softmax_rows(5, 5), 4, 1),
     "parameter breakdown": lambda: figures.plot_parameter_breakdown(parameter_formula(get_config("vit_base"))),
     "class scores": lambda: figures.plot_class_scores(torch.randn(10), label=3),
+    "cost breakdown": lambda: figures.plot_cost_breakdown(parameter_formula(get_config("vit_base")),
+                                                          vit_flops(get_config("vit_base"))),
 }
 
 
