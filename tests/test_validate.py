@@ -179,3 +179,24 @@ def test_a_value_is_shown_short_a_tensor_by_its_shape_and_never_by_its_address()
     assert _validate.shown(torch.zeros(2, 3)) == "a tensor of shape (2, 3) and dtype torch.float32"
     assert _validate.shown(len) == "the function len" and _validate.shown(dict) == "the class dict"
     assert _validate.shown(object()) == "an object object"
+
+
+def test_the_packages_errors_are_value_and_type_errors_that_ipython_shows_as_one_line(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import vitsteps
+
+    with pytest.raises(ValueError) as refused:
+        vitsteps.tokens.prepend_cls_token(torch.zeros(2, 4, 8), torch.zeros(2, 1, 8))
+    with pytest.raises(TypeError) as wrong_kind:
+        _validate.positive_int("4", "patch_size")
+    assert _validate.error_kind(refused.value) == "ValueError" and _validate.error_kind(wrong_kind.value) == "TypeError"
+    shell = InteractiveShell.instance()
+    result = shell.run_cell("import torch, vitsteps\n"
+                            "vitsteps.tokens.prepend_cls_token(torch.zeros(2, 4, 8), torch.zeros(2, 1, 8))")
+    printed = capsys.readouterr()
+    assert isinstance(result.error_in_exec, ValueError)
+    shown = (printed.out + printed.err).strip().splitlines()
+    assert shown == ["\x1b[31mValueError\x1b[0m: cls_token must be one token of shape [1, 1, D], got (2, 1, 8); a "
+                     "per-sample CLS parameter ties the model to one batch size: make a single "
+                     "nn.Parameter(torch.zeros(1, 1, 8)) and let this function expand it."]

@@ -3,6 +3,10 @@
 Every message reads `<name> must be <what it must be>, got <the value>; <the fix>.` A value of the wrong kind
 raises `TypeError`, a value of the right kind that is out of range raises `ValueError`. Each check returns the
 value it accepted, so a caller can check and assign in one line.
+
+The errors are `InputValueError` and `InputTypeError`: a `ValueError` and a `TypeError` for every `except` and
+`pytest.raises`, which IPython shows as one line, `ValueError: <message>`, without a traceback through the
+package's files (what a student needs is the message; a stored notebook output then holds no machine path).
 """
 from __future__ import annotations
 
@@ -13,6 +17,31 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
 import torch
+
+
+def error_kind(error: BaseException) -> str:
+    """The name of the built-in exception `error` is, e.g. "ValueError" for an `InputValueError`."""
+    return next(base.__name__ for base in type(error).__mro__ if base.__module__ == "builtins")
+
+
+class _OneLine:
+    """Mixin for the package's errors: IPython shows `<built-in kind>: <message>` instead of a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython prints in place of the traceback: the error's kind in red, then its message."""
+        first, *rest = str(self).splitlines() or [""]
+        return [f"\x1b[31m{error_kind(self)}\x1b[0m: {first}", *rest]
+
+
+class InputValueError(_OneLine, ValueError):
+    """A value of the right kind out of range: a `ValueError`, shown by IPython as its message alone."""
+
+
+class InputTypeError(_OneLine, TypeError):
+    """A value of the wrong kind: a `TypeError`, shown by IPython as its message alone."""
+
+
+_RAISED = {ValueError: InputValueError, TypeError: InputTypeError}
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 60, 60, 6, 6, 4
@@ -32,7 +61,7 @@ def shown(value: object) -> str:
 def fail(error: type[Exception], name: str, requirement: str, value: object, fix: str) -> NoReturn:
     """Raise `error` in the package's style; a TypeError also names the type of the value."""
     kind = f" of type {type(value).__name__}" if error is TypeError and not isinstance(value, torch.Tensor) else ""
-    raise error(f"{name} must be {requirement}, got {shown(value)}{kind}; {fix}.")
+    raise _RAISED.get(error, error)(f"{name} must be {requirement}, got {shown(value)}{kind}; {fix}.")
 
 
 def _is_int(value: object) -> bool:
@@ -163,9 +192,9 @@ def labels(value: object, name: str, count: int | None = None) -> torch.Tensor:
 def divides(patch_size: int, side: int, name: str, side_name: str) -> None:
     """Check that `patch_size` cuts `side` into whole patches."""
     if side % patch_size:
-        raise ValueError(f"{name}={patch_size} does not divide the image {side_name} {side}: "
-                         f"{side} / {patch_size} leaves a remainder of {side % patch_size}; "
-                         f"pick a patch size that divides {side}, or crop or pad the image.")
+        raise InputValueError(f"{name}={patch_size} does not divide the image {side_name} {side}: "
+                              f"{side} / {patch_size} leaves a remainder of {side % patch_size}; "
+                              f"pick a patch size that divides {side}, or crop or pad the image.")
 
 
 def heads(dim: object, num_heads: object, dim_name: str = "embed_dim") -> None:
@@ -174,8 +203,8 @@ def heads(dim: object, num_heads: object, dim_name: str = "embed_dim") -> None:
     positive_int(num_heads, "num_heads")
     if dim % num_heads:
         divisors = [h for h in range(1, dim + 1) if dim % h == 0]
-        raise ValueError(f"{dim_name}={dim} is not divisible by num_heads={num_heads}: each head gets "
-                         f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
+        raise InputValueError(f"{dim_name}={dim} is not divisible by num_heads={num_heads}: each head gets "
+                              f"{dim_name} / num_heads dimensions; pick num_heads from {divisors}.")
 
 
 def mlp_hidden(dim: int, mlp_ratio: object) -> int:
@@ -183,8 +212,8 @@ def mlp_hidden(dim: int, mlp_ratio: object) -> int:
     positive_number(mlp_ratio, "mlp_ratio", "4.0")
     hidden = int(dim * mlp_ratio)
     if hidden < 1:
-        raise ValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP hidden width of int({dim} * {mlp_ratio!r}) = "
-                         f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
+        raise InputValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP hidden width of int({dim} * {mlp_ratio!r}) = "
+                              f"{hidden}; use mlp_ratio >= {1 / dim:.4g} (the paper uses 4.0).")
     return hidden
 
 
@@ -204,5 +233,5 @@ def replace_fields(instance: Any, overrides: dict[str, object]) -> Any:
     fields = [field.name for field in dataclasses.fields(instance)]
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise TypeError(f"{type(instance).__name__} has no field {unknown}; its fields are {fields}.")
+        raise InputTypeError(f"{type(instance).__name__} has no field {unknown}; its fields are {fields}.")
     return dataclasses.replace(instance, **overrides) if overrides else instance

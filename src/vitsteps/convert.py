@@ -43,6 +43,7 @@ from collections.abc import Mapping
 import torch
 
 from . import _validate
+from ._validate import InputValueError
 from .model import ViT, ViTConfig
 from .tokens import resample_position_table
 
@@ -96,9 +97,9 @@ def _our_name(hf_name: str) -> tuple[str, str | None]:
             return f"{HF_NAME_MAP[module]}.{kind}", None
         if name in HF_NAME_MAP:  # cls_token and position_embeddings are bare parameters
             return HF_NAME_MAP[name], None
-    raise ValueError(f"state_dict has a tensor named {hf_name!r} that is not part of a Hugging Face "
-                     f"ViTForImageClassification (see vitsteps.convert.HF_NAME_MAP); remove it, or check "
-                     f"that the checkpoint is a ViT and not another architecture.")
+    raise InputValueError(f"state_dict has a tensor named {hf_name!r} that is not part of a Hugging Face "
+                          f"ViTForImageClassification (see vitsteps.convert.HF_NAME_MAP); remove it, or check "
+                          f"that the checkpoint is a ViT and not another architecture.")
 
 
 def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: ViTConfig | None = None
@@ -120,10 +121,10 @@ def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: ViTConfig
         _validate.instance(config, "config", ViTConfig, "a vitsteps ViTConfig or None",
                            "make one from a Hugging Face config with config_from_hf(hf_config)")
     if not state_dict:
-        raise ValueError("state_dict is empty; pass the weights of a Hugging Face ViT.")
+        raise InputValueError("state_dict is empty; pass the weights of a Hugging Face ViT.")
     if "blocks.0.attn.qkv.weight" in state_dict or "pos_embed" in state_dict:
-        raise ValueError("state_dict already uses timm / vitsteps names (blocks.0.attn.qkv, pos_embed); "
-                         "load it directly with model.load_state_dict(state_dict), without converting.")
+        raise InputValueError("state_dict already uses timm / vitsteps names (blocks.0.attn.qkv, pos_embed); "
+                              "load it directly with model.load_state_dict(state_dict), without converting.")
     converted: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
     for hf_name, value in state_dict.items():
@@ -136,20 +137,20 @@ def from_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: ViTConfig
         name, part = _our_name(hf_name)
         if part is None:
             if name in converted:
-                raise ValueError(f"state_dict holds {name!r} twice (once as {hf_name!r}); pass one model's "
-                                 f"weights, either with or without the 'vit.' prefix.")
+                raise InputValueError(f"state_dict holds {name!r} twice (once as {hf_name!r}); pass one model's "
+                                      f"weights, either with or without the 'vit.' prefix.")
             converted[name] = value
         else:
             qkv_parts.setdefault(name, {})[part] = value
     for name, parts in qkv_parts.items():
         missing = [part for part in _QKV if part not in parts]
         if missing:
-            raise ValueError(f"{name} needs the query, key and value tensors, but {missing} are missing "
-                             f"from state_dict; pass the complete state dict of the model.")
+            raise InputValueError(f"{name} needs the query, key and value tensors, but {missing} are missing "
+                                  f"from state_dict; pass the complete state dict of the model.")
         shapes = {tuple(parts[part].shape) for part in _QKV}
         if len(shapes) != 1:
-            raise ValueError(f"the query, key and value tensors for {name} have different shapes "
-                             f"{[tuple(parts[part].shape) for part in _QKV]}; they must match to be stacked.")
+            raise InputValueError(f"the query, key and value tensors for {name} have different shapes "
+                                  f"{[tuple(parts[part].shape) for part in _QKV]}; they must match to be stacked.")
         converted[name] = torch.cat([parts[part] for part in _QKV], dim=0)  # [3D, D] or [3D]
     if config is not None:
         _check_against(converted, config)
@@ -168,12 +169,12 @@ def _check_against(converted: dict[str, torch.Tensor], config: ViTConfig) -> Non
             fix = "the checkpoint has no classifier: build the model with num_classes=0"
         elif "head.weight" in unexpected:
             fix = "the checkpoint has a classifier: set num_classes to its number of labels"
-        raise ValueError(f"the converted weights do not fit ViT({config}): missing {missing[:4]}, "
-                         f"unexpected {unexpected[:4]}; {fix}.")
+        raise InputValueError(f"the converted weights do not fit ViT({config}): missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]}; {fix}.")
     for name, shape in expected.items():
         if tuple(converted[name].shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(converted[name].shape)} in the checkpoint but "
-                             f"{shape} in ViT(config); make the config with config_from_hf(hf_config).")
+            raise InputValueError(f"{name} has shape {tuple(converted[name].shape)} in the checkpoint but "
+                                  f"{shape} in ViT(config); make the config with config_from_hf(hf_config).")
 
 
 def config_from_hf(hf_config: object, **overrides: object) -> ViTConfig:
@@ -196,19 +197,19 @@ def config_from_hf(hf_config: object, **overrides: object) -> ViTConfig:
                        "pass hf_model.config or json.load(open('config.json'))")
     model_type = settings.get("model_type", "vit")
     if model_type != "vit":
-        raise ValueError(f"hf_config describes a {model_type!r} model, not 'vit'; only plain ViT checkpoints "
-                         f"map onto vitsteps.ViT.")
+        raise InputValueError(f"hf_config describes a {model_type!r} model, not 'vit'; only plain ViT checkpoints "
+                              f"map onto vitsteps.ViT.")
     activation = settings.get("hidden_act", "gelu")
     if activation != "gelu":
-        raise ValueError(f"hf_config has hidden_act={activation!r}, but vitsteps.ViT uses exact GELU "
-                         f"(Hugging Face's 'gelu'); other activations would give different numbers.")
+        raise InputValueError(f"hf_config has hidden_act={activation!r}, but vitsteps.ViT uses exact GELU "
+                              f"(Hugging Face's 'gelu'); other activations would give different numbers.")
     hidden, sizes = settings.get("hidden_size", 768), {}
     for field in ("image_size", "patch_size"):
         side = settings.get(field, 224 if field == "image_size" else 16)
         rows, cols = _validate.pair(side, f"hf_config.{field}")
         if rows != cols:
-            raise ValueError(f"hf_config.{field}={side!r} is not square; vitsteps.ViT takes square images "
-                             f"and patches.")
+            raise InputValueError(f"hf_config.{field}={side!r} is not square; vitsteps.ViT takes square images "
+                                  f"and patches.")
         sizes[field] = rows
     num_labels = settings.get("num_labels")
     if num_labels is None:
@@ -222,8 +223,8 @@ def config_from_hf(hf_config: object, **overrides: object) -> ViTConfig:
         attn_drop_rate=settings.get("attention_probs_dropout_prob", 0.0),
         norm_eps=settings.get("layer_norm_eps", 1e-12))
     if int(config.embed_dim * config.mlp_ratio) != settings.get("intermediate_size", 4 * hidden):
-        raise ValueError(f"intermediate_size={settings['intermediate_size']} is not hidden_size times a ratio "
-                         f"that survives int(); it cannot be expressed as ViTConfig.mlp_ratio.")
+        raise InputValueError(f"intermediate_size={settings['intermediate_size']} is not hidden_size times a ratio "
+                              f"that survives int(); it cannot be expressed as ViTConfig.mlp_ratio.")
     return dataclasses.replace(config, **overrides) if overrides else config
 
 

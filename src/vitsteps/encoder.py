@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate
+from ._validate import InputValueError
 
 
 def _check_tokens(x: object, dim: int, owner: str) -> None:
     """Check that `x` is floating `[B, L, D]` tokens of the width `dim` that `owner` was built for."""
     _validate.tensor(x, "x", 3, "[B, L, D]")
     if x.shape[-1] != dim:
-        raise ValueError(f"x has width D={x.shape[-1]} but this {owner} was built for dim={dim}; "
-                         f"pass tokens of shape [B, L, {dim}], or build the {owner} with dim={x.shape[-1]}.")
+        raise InputValueError(f"x has width D={x.shape[-1]} but this {owner} was built for dim={dim}; "
+                              f"pass tokens of shape [B, L, {dim}], or build the {owner} with dim={x.shape[-1]}.")
 
 
 def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,11 +35,11 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
         ndim = value.dim() if isinstance(value, torch.Tensor) and value.dim() >= 2 else 2
         _validate.tensor(value, name, ndim, "[..., L, d]")
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q has width d={q.shape[-1]} but k has d={k.shape[-1]}; queries and keys must have "
-                         f"the same width to be compared, e.g. both [..., L, {q.shape[-1]}].")
+        raise InputValueError(f"q has width d={q.shape[-1]} but k has d={k.shape[-1]}; queries and keys must have "
+                              f"the same width to be compared, e.g. both [..., L, {q.shape[-1]}].")
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k has {k.shape[-2]} tokens but v has {v.shape[-2]}; each key needs its value, "
-                         f"so pass k and v with the same length L.")
+        raise InputValueError(f"k has {k.shape[-2]} tokens but v has {v.shape[-2]}; each key needs its value, "
+                              f"so pass k and v with the same length L.")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., L, L]
     weights = scores.softmax(dim=-1)  # [..., L, L]
     return weights @ v, weights  # [..., L, d], [..., L, L]

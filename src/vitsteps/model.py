@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import _validate
+from ._validate import InputValueError
 from .encoder import Block
 from .patches import PatchEmbed
 from .tokens import prepend_cls_token, sincos_position_table
@@ -53,8 +54,8 @@ class ViTConfig:
         _validate.one_of(self.pos_embed, "pos_embed", ("learn", "sincos"),
                          "use 'learn' for the paper's trained table or 'sincos' for a fixed one")
         if self.pos_embed == "sincos" and self.embed_dim % 4:
-            raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
-                             f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
+            raise InputValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
+                                  f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
         _validate.positive_number(self.norm_eps, "norm_eps", "1e-6")
 
     @property
@@ -86,11 +87,10 @@ class ViTConfig:
 PRESETS: dict[str, ViTConfig] = {
     # The original article's toy: 3x8x8 images, 4x4 patches, D=8, 6 layers of 8 heads, 10 classes.
     "toy": ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=10, embed_dim=8, depth=6, num_heads=8),
-    # scikit-learn's 8x8 grayscale digits: 4 patches of 4x4 (2x2 patches cost 1.6x more per step and generalised
-    # worse within a minute's training); with RECIPES["digits"] it beats an RBF SVC in about 40 s on a CPU.
+    # scikit-learn's 8x8 grayscale digits: 4 patches of 4x4, as in the article.
     "digits": ViTConfig(img_size=8, patch_size=4, in_chans=1, num_classes=10, embed_dim=64, depth=4,
                         num_heads=4, mlp_ratio=2.0),
-    # The paper's sizes (Table 1) and DeiT's Ti/S, at 224 px with ImageNet's 1000 classes.
+    # DeiT's Ti/16 and S/16, then the paper's B/16, L/16 and H/14 (Table 1), at 224 px with ImageNet's 1000 classes.
     "vit_tiny": ViTConfig(embed_dim=192, depth=12, num_heads=3),
     "vit_small": ViTConfig(embed_dim=384, depth=12, num_heads=6),
     "vit_base": ViTConfig(embed_dim=768, depth=12, num_heads=12),
@@ -235,9 +235,9 @@ class ViT(nn.Module):
         """Normed tokens `[B, L, D]` to logits `[B, K]` from the CLS token alone."""
         _validate.tensor(tokens, "tokens", 3, "[B, L, D]")
         if tokens.shape[-1] != self.config.embed_dim:
-            raise ValueError(f"tokens have width D={tokens.shape[-1]} but this model has embed_dim="
-                             f"{self.config.embed_dim}; pass the [B, L, {self.config.embed_dim}] output of "
-                             f"forward_features.")
+            raise InputValueError(f"tokens have width D={tokens.shape[-1]} but this model has embed_dim="
+                                  f"{self.config.embed_dim}; pass the [B, L, {self.config.embed_dim}] output of "
+                                  f"forward_features.")
         return self.head(tokens[:, 0])  # [B, K]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate
+from ._validate import InputValueError
 
 
 def image_to_patches(image: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -48,9 +49,9 @@ def patch_embed_unfold(image: torch.Tensor, patch_size: int, weight: torch.Tenso
     _validate.tensor(weight, "weight", 2, "[C*P*P, D]")
     if weight.shape[0] != patches.shape[-1]:
         C = image.shape[1]
-        raise ValueError(f"weight has {weight.shape[0]} rows but a flattened patch has C*P*P = "
-                         f"{C}*{patch_size}*{patch_size} = {patches.shape[-1]} values; "
-                         f"make weight of shape [{patches.shape[-1]}, D].")
+        raise InputValueError(f"weight has {weight.shape[0]} rows but a flattened patch has C*P*P = "
+                              f"{C}*{patch_size}*{patch_size} = {patches.shape[-1]} values; "
+                              f"make weight of shape [{patches.shape[-1]}, D].")
     return patches @ weight  # [B, N, D]
 
 
@@ -61,9 +62,9 @@ def weight_to_kernel(weight: torch.Tensor, in_chans: int, patch_size: int) -> to
     _validate.positive_int(patch_size, "patch_size")
     depth = in_chans * patch_size * patch_size
     if weight.shape[0] != depth:
-        raise ValueError(f"weight has {weight.shape[0]} rows but in_chans*patch_size**2 = "
-                         f"{in_chans}*{patch_size}**2 = {depth}; pass the in_chans and patch_size "
-                         f"the weight was made for.")
+        raise InputValueError(f"weight has {weight.shape[0]} rows but in_chans*patch_size**2 = "
+                              f"{in_chans}*{patch_size}**2 = {depth}; pass the in_chans and patch_size "
+                              f"the weight was made for.")
     return weight.transpose(0, 1).reshape(-1, in_chans, patch_size, patch_size)  # [D, C, P, P]
 
 
@@ -83,12 +84,12 @@ def patch_embed_conv(image: torch.Tensor, kernel: torch.Tensor, stride: int) -> 
     _validate.positive_int(stride, "stride")
     B, C, H, W = image.shape
     if kernel.shape[1] != C:
-        raise ValueError(f"kernel expects {kernel.shape[1]} input channels but image has C={C}; "
-                         f"make the kernel [D, {C}, P, P].")
+        raise InputValueError(f"kernel expects {kernel.shape[1]} input channels but image has C={C}; "
+                              f"make the kernel [D, {C}, P, P].")
     P = kernel.shape[-1]
     if kernel.shape[-2] != P or P > min(H, W):
-        raise ValueError(f"kernel must be square and fit the image, got {tuple(kernel.shape[-2:])} for an "
-                         f"image of {H}x{W}; use a [D, C, P, P] kernel with P <= {min(H, W)}.")
+        raise InputValueError(f"kernel must be square and fit the image, got {tuple(kernel.shape[-2:])} for an "
+                              f"image of {H}x{W}; use a [D, C, P, P] kernel with P <= {min(H, W)}.")
     if stride == P:
         _validate.divides(P, H, "patch_size", "height")
         _validate.divides(P, W, "patch_size", "width")
@@ -115,10 +116,10 @@ def patches_to_image(patches: torch.Tensor, patch_size: int, image_size: int | t
     _validate.divides(patch_size, W, "patch_size", "width")
     B, N, depth = patches.shape
     if N != (H // patch_size) * (W // patch_size) or depth % (patch_size * patch_size):
-        raise ValueError(f"patches of shape {tuple(patches.shape)} do not tile a {H}x{W} image with "
-                         f"patch_size={patch_size}: expected N={(H // patch_size) * (W // patch_size)} and "
-                         f"a last dimension that is a multiple of {patch_size * patch_size}; pass the patches "
-                         f"image_to_patches cut from an image of this size with this patch_size.")
+        raise InputValueError(f"patches of shape {tuple(patches.shape)} do not tile a {H}x{W} image with "
+                              f"patch_size={patch_size}: expected N={(H // patch_size) * (W // patch_size)} and "
+                              f"a last dimension that is a multiple of {patch_size * patch_size}; pass the patches "
+                              f"image_to_patches cut from an image of this size with this patch_size.")
     columns = patches.transpose(-1, -2)  # [B, C*P*P, N]
     return F.fold(columns, output_size=(H, W), kernel_size=patch_size, stride=patch_size)  # [B, C, H, W]
 
@@ -150,11 +151,11 @@ class PatchEmbed(nn.Module):
         _validate.tensor(image, "image", 4, "[B, C, H, W]")
         B, C, H, W = image.shape
         if C != self.in_chans:
-            raise ValueError(f"image has {C} channels but this model was built for in_chans={self.in_chans}; "
-                             f"convert the image or build the model with in_chans={C}.")
+            raise InputValueError(f"image has {C} channels but this model was built for in_chans={self.in_chans}; "
+                                  f"convert the image or build the model with in_chans={C}.")
         if (H, W) != self.img_size:
-            raise ValueError(f"image size ({H}x{W}) does not match the model ({self.img_size[0]}x"
-                             f"{self.img_size[1]}); resize the image, or build the model for {H}x{W} and "
-                             f"resample its position table with vitsteps.tokens.resample_position_table.")
+            raise InputValueError(f"image size ({H}x{W}) does not match the model ({self.img_size[0]}x"
+                                  f"{self.img_size[1]}); resize the image, or build the model for {H}x{W} and "
+                                  f"resample its position table with vitsteps.tokens.resample_position_table.")
         feature_map = self.proj(image)  # [B, D, H/P, W/P]
         return feature_map.flatten(2).transpose(1, 2)  # [B, N, D]

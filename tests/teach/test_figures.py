@@ -22,7 +22,7 @@ from helpers import assert_all_refused, refusal_cases  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from vitsteps.model import get_config, parameter_formula  # noqa: E402
+from vitsteps.model import get_config, parameter_formula, vit_flops  # noqa: E402
 from vitsteps.patches import image_to_patches  # noqa: E402
 from vitsteps.teach import figures  # noqa: E402
 from vitsteps.train import History  # noqa: E402
@@ -85,25 +85,58 @@ def test_grid_shape_is_the_smallest_near_square_grid_holding_every_panel():
         assert 0 <= cols - rows <= 1, f"{count} panels in {rows}x{cols} is not near square"
 
 
-def test_patch_grid_draws_the_image_its_grid_lines_and_numbered_patches():
+def test_patch_grid_draws_the_image_its_grid_lines_and_the_patch_numbers_beside_it():
     image = torch.arange(32.0).reshape(1, 4, 8)  # [C, H, W]
     fig = draw(figures.plot_patch_grid, image, 2)
-    (ax,) = fig.axes
-    np.testing.assert_allclose(drawn(ax.images[0]), scaled(image[0]))
-    vertical, horizontal = (collection.get_segments() for collection in ax.collections)
-    assert [segment[0][0] for segment in vertical] == [-0.5, 1.5, 3.5, 5.5, 7.5]  # W/P + 1 edges
-    assert [segment[0][1] for segment in horizontal] == [-0.5, 1.5, 3.5]  # H/P + 1 edges
-    assert [text.get_text() for text in ax.texts] == [str(n) for n in range(8)]
-    assert ax.get_title() == "4x8 image, 2x4 patches of 2x2"
+    picture, order = fig.axes
+    np.testing.assert_allclose(drawn(picture.images[0]), scaled(image[0]))
+    assert picture.images[0].get_cmap().name == "gray_r"  # the series' grey scale: ink dark on white
+    for ax in (picture, order):
+        vertical, horizontal = (collection.get_segments() for collection in ax.collections)
+        assert [segment[0][0] for segment in vertical] == [-0.5, 1.5, 3.5, 5.5, 7.5]  # W/P + 1 edges
+        assert [segment[0][1] for segment in horizontal] == [-0.5, 1.5, 3.5]  # H/P + 1 edges
+    assert not picture.texts, "no number covers a pixel of the image"
+    assert [text.get_text() for text in order.texts] == [str(n) for n in range(8)]
+    assert [text.get_position() for text in order.texts[:2]] == [(0.5, 0.5), (2.5, 0.5)]  # centred in its cell
+    assert fig.get_suptitle() == "4x8 image, 2x4 patches of 2x2"
 
 
 def test_patch_grid_draws_a_batch_of_one_rgb_image_in_colour_under_the_given_title():
     image = torch.rand(1, 3, 4, 4)  # [1, C, H, W]
     fig = draw(figures.plot_patch_grid, image, 4, title="one patch")
-    ax = fig.axes[0]
-    np.testing.assert_allclose(drawn(ax.images[0]), scaled(image[0]).transpose(1, 2, 0), rtol=1e-6)
-    assert [text.get_text() for text in ax.texts] == ["0"]
-    assert ax.get_title() == "one patch"
+    picture, order = fig.axes
+    np.testing.assert_allclose(drawn(picture.images[0]), scaled(image[0]).transpose(1, 2, 0), rtol=1e-6)
+    assert [text.get_text() for text in order.texts] == ["0"]
+    assert fig.get_suptitle() == "one patch"
+
+
+def test_token_sources_draw_bands_for_a_reshape_and_squares_for_real_patches():
+    image = torch.rand(1, 1, 8, 8)  # [B, C, H, W]
+    bands = draw(figures.plot_token_sources, image, lambda picture: picture.reshape(1, 4, 16), title="bands")
+    squares = draw(figures.plot_token_sources, image, lambda picture: image_to_patches(picture, 4))
+    for fig, owner in ((bands, np.repeat(np.arange(4), 2)[:, None].repeat(8, 1)),  # rows 2n, 2n+1: token n
+                       (squares, np.kron(np.arange(4).reshape(2, 2), np.ones((4, 4))))):
+        picture, key = fig.axes
+        np.testing.assert_allclose(drawn(picture.images[0]), scaled(image[0, 0]))
+        tint = drawn(picture.images[1])  # [H, W, 4]
+        colours = drawn(key.images[0])[:, 0, :3]  # [N, 3], the key's colour per token
+        for n in range(4):
+            assert np.allclose(tint[owner == n, :3], colours[n]), n
+        assert tick_texts(key.get_yticklabels()) == [f"token {n}" for n in range(4)]
+    assert bands.get_suptitle() == "bands" and squares.get_suptitle() == "4 tokens: which pixels each one holds"
+
+
+def test_token_sources_draw_each_channel_of_a_colour_image_with_its_own_bands():
+    image = torch.rand(1, 3, 8, 8)  # [B, C, H, W]
+    fig = draw(figures.plot_token_sources, image, lambda picture: picture.reshape(1, 4, 48))
+    *channels, key = fig.axes
+    assert [ax.get_title() for ax in channels] == ["red", "green", "blue"]
+    colours = drawn(key.images[0])[:, 0, :3]  # [N, 3]
+    for c, ax in enumerate(channels):
+        np.testing.assert_allclose(drawn(ax.images[0]), scaled(image[0, c]), rtol=1e-6)
+        tint = drawn(ax.images[1])[..., :3]  # [H, W, 3]
+        rows = (c * 64 + np.arange(64)).reshape(8, 8) // 48  # the token of each pixel: 48 values in memory order
+        assert np.allclose(tint, colours[rows])
 
 
 def test_patch_sequence_draws_one_titled_panel_per_patch_in_reading_order():
@@ -143,6 +176,14 @@ def test_matrix_draws_the_values_with_labels_a_colour_bar_and_the_numbers_writte
     assert ax.images[0].get_cmap().name == "magma"
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("scores", "key", "query")
     assert sorted(text.get_text() for text in ax.texts) == sorted(f"{value:.2f}" for value in matrix.flatten().tolist())
+    assert tick_texts(ax.get_xticklabels()) == ["0", "1", "2"] and tick_texts(ax.get_yticklabels()) == ["0", "1"]
+
+
+def test_matrix_writes_black_on_pale_cells_and_white_on_dark_ones():
+    matrix = torch.tensor([[0.0, 1.0]])  # the ends of magma: black, then pale yellow
+    ax = draw(figures.plot_matrix, matrix, cmap="magma", row_labels=["query"], col_labels=["dark", "pale"]).axes[0]
+    assert [(text.get_text(), text.get_color()) for text in ax.texts] == [("0.00", "white"), ("1.00", "black")]
+    assert tick_texts(ax.get_xticklabels()) == ["dark", "pale"] and tick_texts(ax.get_yticklabels()) == ["query"]
 
 
 @pytest.mark.parametrize("shape, annotate", [((5, 13), None), ((2, 2), False)])
@@ -268,8 +309,8 @@ def test_parameter_breakdown_draws_a_labelled_bar_per_part_and_leaves_out_the_to
     parts = {"embedding": 100, "blocks": 900, "head": 0, "total": 1000}
     fig = draw(figures.plot_parameter_breakdown, parts)
     ax = fig.axes[0]
-    assert [bar.get_width() for bar in ax.patches] == [100, 900, 1]  # empty parts drawn at 1 on the log scale
-    assert ax.get_xscale() == "log"
+    assert [bar.get_width() for bar in ax.patches] == [100, 900, 0]  # a bar's length is its share
+    assert ax.get_xscale() == "linear"
     assert tick_texts(ax.get_yticklabels()) == ["embedding", "blocks", "head"]
     assert [text.get_text() for text in ax.texts] == ["100 (10.0%)", "900 (90.0%)", "0 (0.0%)"]
     assert ax.get_title() == "1,000 parameters by part"
@@ -281,7 +322,7 @@ def test_parameter_breakdown_of_a_real_config_without_its_total_sums_the_parts()
     fig = draw(figures.plot_parameter_breakdown, parts, title="toy")
     ax = fig.axes[0]
     assert tick_texts(ax.get_yticklabels()) == list(parts)
-    assert [bar.get_width() for bar in ax.patches] == [max(count, 1) for count in parts.values()]
+    assert [bar.get_width() for bar in ax.patches] == list(parts.values())
     shares = [text.get_text().split(" (")[1] for text in ax.texts]
     assert shares == [f"{count / formula['total']:.1%})" for count in parts.values()]
     assert ax.get_title() == "toy"
@@ -353,7 +394,7 @@ def test_patches_to_tokens_shows_the_grid_the_sequence_and_the_tokens():
     vertical, horizontal = (collection.get_segments() for collection in grid.collections)
     assert [segment[0][0] for segment in vertical] == [-0.5, 1.5, 3.5, 5.5, 7.5]
     assert [segment[0][1] for segment in horizontal] == [-0.5, 1.5, 3.5]
-    assert [text.get_text() for text in grid.texts] == [str(n) for n in range(8)]
+    assert not grid.texts, "the sequence numbers the patches; nothing covers the image"
     expected_mosaic = figures.patch_mosaic(image_to_patches(image.unsqueeze(0), 2), 2, per_row=8)
     np.testing.assert_allclose(drawn(sequence.images[0]), expected_mosaic, rtol=1e-5, atol=1e-6)
     assert [text.get_text() for text in sequence.texts] == [str(n) for n in range(8)]
@@ -708,6 +749,21 @@ REFUSED = {
          r"in_chans must be one of 1, 3, got 2"),
     "plot_patch_sequence: a patch size that is text":
         (lambda: figures.plot_patch_sequence(torch.rand(4, 4), "2"), TypeError, r"patch_size must be a positive int"),
+    "plot_token_sources: a batch of two images":
+        (lambda: figures.plot_token_sources(torch.rand(2, 1, 4, 4), lambda x: x.reshape(2, 4, 4)), ValueError,
+         r"image must be one image \[1, C, H, W\], got shape \(2, 1, 4, 4\)"),
+    "plot_token_sources: tokens instead of the function that cut them":
+        (lambda: figures.plot_token_sources(torch.rand(1, 1, 4, 4), torch.rand(1, 4, 4)), TypeError,
+         r"cut must be a function from images"),
+    "plot_token_sources: a cut that drops the batch dimension":
+        (lambda: figures.plot_token_sources(torch.rand(1, 1, 4, 4), lambda x: x.reshape(4, 4)), ValueError,
+         r"cut must return tokens \[1, N, \.\.\.\]"),
+    "plot_token_sources: an image of five channels":
+        (lambda: figures.plot_token_sources(torch.rand(1, 5, 4, 4), lambda x: x.reshape(1, 4, 20)), ValueError,
+         r"the image's channels C must be an int from 1 to 4, got 5"),
+    "plot_matrix: a label per row missing":
+        (lambda: figures.plot_matrix(torch.rand(3, 2), row_labels=["a", "b"]), ValueError,
+         r"row_labels has 2 names but the matrix has 3; pass 3 names"),
     "patch_mosaic: a per_row of 0":
         (lambda: figures.patch_mosaic(torch.rand(4, 4), 2, per_row=0), ValueError, r"per_row must be a positive int"),
     "patch_mosaic: patches cut with another patch size":
@@ -905,3 +961,37 @@ def test_every_figure_is_tested_here_and_refuses_a_bad_input():
     refused = {case.split(":")[0] for case in REFUSED}
     assert set(figures.__all__) - {"si_format"} <= drawn_here, "add a behaviour test for these figures"
     assert set(figures.__all__) - {"si_format"} <= refused, "add a bad-input case for these figures"
+
+
+# the figures of notebooks 01-06 and 09, each as those notebooks call it
+SERIES_FIGURES = {
+    "patch grid, 2x2 patches": lambda: figures.plot_patch_grid(torch.rand(1, 8, 8), 2),
+    "patch sequence of 16": lambda: figures.plot_patch_sequence(torch.rand(1, 16, 4), 2),
+    "token sources": lambda: figures.plot_token_sources(torch.rand(1, 1, 8, 8), lambda x: x.reshape(1, 4, 16)),
+    "token sources in colour": lambda: figures.plot_token_sources(torch.rand(1, 3, 8, 8),
+                                                                  lambda x: x.reshape(1, 4, 48)),
+    "kernel filters": lambda: figures.plot_kernel_filters(torch.randn(8, 3, 4, 4)),
+    "patches to tokens": lambda: figures.plot_patches_to_tokens(torch.rand(1, 8, 8), 2, torch.randn(16, 8)),
+    "matrix": lambda: figures.plot_matrix(torch.randn(16, 8), cmap="RdBu_r"),
+    "wide matrix": lambda: figures.plot_matrix(torch.randn(50, 64), cmap="RdBu_r"),
+    "token sequence of a batch": lambda: figures.plot_token_sequence(torch.randn(3, 5, 8), annotate=True),
+    "position similarity": lambda: figures.plot_position_similarity(torch.randn(50, 64), 7),
+    "token assembly": lambda: figures.plot_token_assembly(4, 16, torch.randn(17, 8)),
+    "attention heads": lambda: figures.plot_attention_heads(softmax_rows(8, 5, 5)),
+    "attention heads, 17 tokens": lambda: figures.plot_attention_heads(softmax_rows(4, 17, 17)),
+    "attention on the image": lambda: figures.plot_attention_on_image(torch.rand(1, 8, 8), softmax_rows(5, 5), 4, 1),
+    "parameter breakdown": lambda: figures.plot_parameter_breakdown(parameter_formula(get_config("vit_base"))),
+    "class scores": lambda: figures.plot_class_scores(torch.randn(10), label=3),
+    "cost breakdown": lambda: figures.plot_cost_breakdown(parameter_formula(get_config("vit_base")),
+                                                          vit_flops(get_config("vit_base"))),
+}
+
+
+@pytest.mark.parametrize("name", list(SERIES_FIGURES))
+def test_figure_text_is_at_least_8_points_at_the_size_the_notebook_shows_it(name):
+    fig = SERIES_FIGURES[name]()
+    fig.canvas.draw()
+    assert fig.get_figwidth() <= 9.0, "wider than a notebook cell: the notebook would shrink it, text and all"
+    small = [(text.get_text(), text.get_fontsize()) for text in fig.findobj(matplotlib.text.Text)
+             if text.get_visible() and text.get_text().strip() and text.get_fontsize() < 8]
+    assert not small, small

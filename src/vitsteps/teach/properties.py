@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _validate
+from .._validate import InputTypeError, InputValueError
 from ..patches import patches_to_image
 
 __all__ = ["PropertyResult", "batch_independence", "format_results", "gradients_reach", "initial_loss_near_log_k",
@@ -86,7 +87,7 @@ def _evaluating(model: object) -> Iterator[None]:
 def _error(error: Exception) -> str:
     """An exception as one short line."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message[:160]}"
+    return f"{_validate.error_kind(error)}: {message[:160]}"
 
 
 def _check_model(model: object, name: str = "model") -> None:
@@ -98,8 +99,8 @@ def _check_model(model: object, name: str = "model") -> None:
 def _check_images(images: object, min_batch: int = 1) -> torch.Tensor:
     _validate.tensor(images, "images", 4, "[B, C, H, W]")
     if images.shape[0] < min_batch:
-        raise ValueError(f"images must hold at least {min_batch} samples for this property, got a batch of "
-                         f"{images.shape[0]}; pass e.g. torch.rand({min_batch}, C, H, W).")
+        raise InputValueError(f"images must hold at least {min_batch} samples for this property, got a batch of "
+                              f"{images.shape[0]}; pass e.g. torch.rand({min_batch}, C, H, W).")
     return images
 
 
@@ -127,7 +128,7 @@ class _Evaluator:
         with torch.no_grad(), _evaluating(self.model):
             outputs = self.model(inputs)
         if not isinstance(outputs, torch.Tensor):
-            raise TypeError(f"the model returned {type(outputs).__name__}, not a tensor.")
+            raise InputTypeError(f"the model returned {type(outputs).__name__}, not a tensor.")
         return outputs
 
 
@@ -153,7 +154,7 @@ def _patch_size(model: object, patch_size: int | None) -> int:
         config = getattr(model, "config", None)
         patch_size = getattr(config, "patch_size", None)
         if patch_size is None:
-            raise ValueError("patch_size is needed: this model has no config.patch_size; pass patch_size=P.")
+            raise InputValueError("patch_size is needed: this model has no config.patch_size; pass patch_size=P.")
     return _validate.positive_int(patch_size, "patch_size")
 
 
@@ -209,7 +210,7 @@ def input_sensitivity(model: Model, images: torch.Tensor, *, atol: float | None 
     _check_model(model)
     _check_images(images, min_batch=2)
     if torch.equal(images[0], images[1]):
-        raise ValueError("images[0] and images[1] are identical; pass two different images.")
+        raise InputValueError("images[0] and images[1] are identical; pass two different images.")
     try:
         evaluate = _Evaluator(model)
         difference = (evaluate(images[:1]) - evaluate(images[1:2])).abs().max().item()
@@ -300,11 +301,11 @@ def gradients_reach(model: nn.Module, images: torch.Tensor, names: Sequence[str]
             _validate.fail(TypeError, "names", "a list of names or patterns", names, f"pass [{names!r}]")
         unmatched = [pattern for pattern in names if not any(fnmatch.fnmatchcase(n, pattern) for n, _ in named)]
         if unmatched:
-            raise ValueError(f"names must match trainable parameters, but nothing matches {unmatched}; the "
-                             f"names are {[n for n, _ in named][:8]}...")
+            raise InputValueError(f"names must match trainable parameters, but nothing matches {unmatched}; the "
+                                  f"names are {[n for n, _ in named][:8]}...")
         named = [(n, p) for n, p in named if any(fnmatch.fnmatchcase(n, pattern) for pattern in names)]
     if not named:
-        raise ValueError("model has no trainable parameters to check; pass a model with requires_grad parameters.")
+        raise InputValueError("model has no trainable parameters to check; pass a model with requires_grad parameters.")
     try:
         with _evaluating(model):
             logits = model(images)  # [B, K]
@@ -348,8 +349,8 @@ def initial_loss_near_log_k(model: Model, images: torch.Tensor, num_classes: int
         return PropertyResult("initial_loss_near_log_k", False, f"the model fails ({_error(error)}).")
     K = logits.shape[-1] if num_classes is None else _validate.positive_int(num_classes, "num_classes")
     if K < 2 or logits.shape[-1] != K:
-        raise ValueError(f"num_classes={K} must be at least 2 and match the logits' last dimension "
-                         f"{logits.shape[-1]}; leave it out to read it off the logits.")
+        raise InputValueError(f"num_classes={K} must be at least 2 and match the logits' last dimension "
+                              f"{logits.shape[-1]}; leave it out to read it off the logits.")
     labels = torch.randint(K, (images.shape[0],), generator=torch.Generator().manual_seed(seed))  # [B]
     loss = F.cross_entropy(logits, labels).item()
     target = math.log(K)
@@ -506,8 +507,8 @@ def run_checks(model: nn.Module, images: torch.Tensor, *, patch_size: int | None
     if block is not None:
         D = getattr(getattr(model, "config", None), "embed_dim", None)
         if D is None:
-            raise ValueError("block needs tokens of the model's width, but the model has no config.embed_dim; "
-                             "pass block=None, or a model with a config.")
+            raise InputValueError("block needs tokens of the model's width, but the model has no config.embed_dim; "
+                                  "pass block=None, or a model with a config.")
         generator = torch.Generator().manual_seed(0)
         tokens = torch.randn(images.shape[0], 5, D, generator=generator)  # [B, L, D]
         results.append(pre_norm_residual(block, tokens))

@@ -260,7 +260,7 @@ def _matches(got: object, imitated: object, exercise: Exercise) -> bool:
     if isinstance(imitated, torch.Tensor):
         return (isinstance(got, torch.Tensor) and got.shape == imitated.shape
                 and torch.allclose(got.detach().double(), imitated.detach().double(), rtol=exercise.rtol,
-                                   atol=exercise.atol))
+                                   atol=exercise.atol, equal_nan=True))
     if isinstance(imitated, int):
         return as_int(got) == imitated
     if isinstance(imitated, float):

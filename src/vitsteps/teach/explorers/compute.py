@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import _validate
+from ..._validate import InputValueError
 from ...data import digit_image
 from ...model import PRESETS, ViT, ViTConfig, count_parameters, parameter_formula, vit_flops
 from ...patches import image_to_patches, patch_embed_conv, patch_embed_unfold, weight_to_kernel
@@ -109,8 +110,8 @@ def patch_pipeline(image_size: int = 8, patch_size: int = 4, in_chans: int = 3, 
     _validate.positive_int(in_chans, "in_chans")
     _validate.positive_int(model_dim, "model_dim")
     if patch_size > image_size:
-        raise ValueError(f"patch_size={patch_size} is larger than the image ({image_size}x{image_size}); "
-                         f"pick a patch size from 1 to {image_size} that divides {image_size}.")
+        raise InputValueError(f"patch_size={patch_size} is larger than the image ({image_size}x{image_size}); "
+                              f"pick a patch size from 1 to {image_size} that divides {image_size}.")
     image = explorer_image(image_size, in_chans, digit)  # [1, C, H, W]
     patches = image_to_patches(image, patch_size)  # [1, N, C*P*P]; raises when P does not divide H
     weight = torch.randn(in_chans * patch_size ** 2, model_dim,
@@ -217,7 +218,7 @@ def token_pipeline_shapes(batch_size: int = 1, num_patches: int = 4, model_dim: 
     """
     pipeline = token_pipeline(batch_size, num_patches, model_dim, max_num_token)
     if pipeline.error:
-        raise ValueError(pipeline.error)
+        raise InputValueError(pipeline.error)
     return pipeline.steps
 
 

@@ -19,6 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ... import _validate
+from ..._validate import InputValueError
 from ...data import digit_image
 from ...model import PRESETS
 from .. import figures
@@ -122,8 +123,8 @@ class Explorer(widgets.VBox):
         """Set several controls at once, then update once, e.g. `explorer.set(patch_size=2, model_dim=16)`."""
         unknown = set(values) - set(self.controls)
         if unknown:
-            raise ValueError(f"values must name controls of this explorer, got {sorted(unknown)}; the controls "
-                             f"are {sorted(self.controls)}.")
+            raise InputValueError(f"values must name controls of this explorer, got {sorted(unknown)}; the controls "
+                                  f"are {sorted(self.controls)}.")
         with self._hold():
             for name, value in values.items():
                 self.controls[name].value = value

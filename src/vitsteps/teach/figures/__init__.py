@@ -5,7 +5,7 @@
 
 | module     | notebooks | figures                                                                              |
 |------------|-----------|--------------------------------------------------------------------------------------|
-| `patches`  | 01, 02    | patch grid, patch sequence, patch mosaic, patches to tokens, kernel filters          |
+| `patches`  | 01, 02    | patch grid, patch sequence, token sources, patch mosaic, patches to tokens, kernels  |
 | `tokens`   | 03, 04    | a matrix, token sequences, token assembly, position similarity                       |
 | `encoder`  | 05        | attention per head, attention of one token on the image                              |
 | `model`    | 06        | parameter breakdown, cost breakdown, class scores                                    |
@@ -19,7 +19,14 @@ from ._draw import grid_shape, si_format
 from .encoder import plot_attention_heads, plot_attention_on_image
 from .inside import plot_attention_distance, plot_cls_attention_grid, plot_filter_components, plot_rollout
 from .model import plot_class_scores, plot_cost_breakdown, plot_parameter_breakdown
-from .patches import patch_mosaic, plot_kernel_filters, plot_patch_grid, plot_patch_sequence, plot_patches_to_tokens
+from .patches import (
+    patch_mosaic,
+    plot_kernel_filters,
+    plot_patch_grid,
+    plot_patch_sequence,
+    plot_patches_to_tokens,
+    plot_token_sources,
+)
 from .tokens import plot_matrix, plot_position_similarity, plot_token_assembly, plot_token_sequence
 from .training import (
     plot_confusion_matrix,
@@ -35,5 +42,5 @@ __all__ = [
     "plot_filter_components", "plot_image_grid", "plot_kernel_filters", "plot_learning_rate", "plot_matrix",
     "plot_misclassified", "plot_parameter_breakdown", "plot_patch_grid", "plot_patch_sequence",
     "plot_patches_to_tokens", "plot_position_similarity", "plot_rollout", "plot_token_assembly",
-    "plot_token_sequence", "plot_training_curves", "si_format",
+    "plot_token_sequence", "plot_token_sources", "plot_training_curves", "si_format",
 ]

@@ -1,6 +1,12 @@
-"""Drawing helpers shared by the figures of every part of the series: an image as an array, the patch grid (drawn
-here once for every figure that shows it), patches as tiles, near-square panel grids, figures redrawn in place, a
-heat map over an image, counts with an SI suffix.
+"""Drawing helpers shared by the figures of every part of the series: an image as an array, one grey-scale convention
+for every picture of an image, the patch grid and the patch order (drawn here once for every figure that shows
+them), patches as tiles, near-square panel grids, figures redrawn in place, values written on heat-map cells in a
+colour that stays readable, a heat map over an image, counts with an SI suffix.
+
+The grey-scale convention: ink dark on white paper. `show_image` draws a one-channel image with `GREY` (0 white,
+1 black, after `as_image` has scaled it to [0, 1]), so a handwritten digit looks as it does on paper in every
+notebook; a three-channel image is drawn in its own colours. Every figure that shows an image draws it with
+`show_image`.
 
 Shape legend: C channels, H W image, P patch side, N patches.
 """
@@ -11,9 +17,23 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from ... import _validate
+from ..._validate import InputValueError
+
+# ink dark on white paper: a one-channel image scaled to [0, 1] has 0 drawn white and 1 drawn black
+GREY: dict[str, object] = {"cmap": "gray_r", "vmin": 0.0, "vmax": 1.0}
+# the smallest text of any figure, in points, at the size the notebook shows it (figures are at most 9 inches wide)
+SMALLEST_FONT = 8
+
+
+def show_image(ax: plt.Axes, picture: np.ndarray, **kwargs: object) -> AxesImage:
+    """Draw `picture` (from `as_image`) on `ax`: one channel in the series' grey scale (`GREY`), RGB as it is."""
+    grey = GREY if picture.ndim == 2 else {}
+    return ax.imshow(picture, interpolation="nearest", **{**grey, **kwargs})
 
 
 def one_sample(value: object, ndim: int) -> object:
@@ -26,12 +46,12 @@ def one_sample(value: object, ndim: int) -> object:
 def as_image(image: object) -> np.ndarray:
     """`[C, H, W]` (or `[1, C, H, W]`) tensor, `C` 1 or 3, to an `[H, W]` or `[H, W, 3]` array scaled to [0, 1]."""
     if isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] != 1:
-        raise ValueError(f"image must be one image [C, H, W] or [1, C, H, W], got shape {tuple(image.shape)}; "
-                         f"pick one with images[i].")
+        raise InputValueError(f"image must be one image [C, H, W] or [1, C, H, W], got shape {tuple(image.shape)}; "
+                              f"pick one with images[i].")
     image = _validate.tensor(one_sample(image, 3), "image", 3, "[C, H, W]")
     if image.shape[0] not in (1, 3):
-        raise ValueError(f"image must have 1 (grayscale) or 3 (RGB) channels, got {image.shape[0]}; "
-                         f"draw one channel with image[:1].")
+        raise InputValueError(f"image must have 1 (grayscale) or 3 (RGB) channels, got {image.shape[0]}; "
+                              f"draw one channel with image[:1].")
     array = image.detach().float().cpu()  # [C, H, W]
     low, high = array.min(), array.max()
     array = (array - low) / (high - low) if high > low else torch.zeros_like(array)  # [C, H, W]
@@ -48,23 +68,35 @@ def image_and_grid(image: object, patch_size: object) -> tuple[np.ndarray, int, 
     return picture, H // patch_size, W // patch_size
 
 
-def draw_patch_grid(ax: plt.Axes, picture: np.ndarray, patch_size: int, numbers: bool) -> None:
-    """Draw `picture` with its patch grid (one `vlines`/`hlines` call each) and, optionally, patch numbers."""
-    H, W = picture.shape[:2]
-    ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+def _grid_lines(ax: plt.Axes, H: int, W: int, patch_size: int) -> None:
     cells = max(H, W) // patch_size
     width = 1.5 if cells <= 8 else 0.8 if cells <= 16 else 0.3  # dense grids get thin lines
     ax.vlines(np.arange(0, W + 1, patch_size) - 0.5, -0.5, H - 0.5, color="tab:orange", linewidth=width)
     ax.hlines(np.arange(0, H + 1, patch_size) - 0.5, -0.5, W - 0.5, color="tab:orange", linewidth=width)
-    if numbers:
-        cols = W // patch_size
-        for index in range((H // patch_size) * cols):
-            row, col = divmod(index, cols)
-            ax.text(col * patch_size - 0.3, row * patch_size - 0.1, str(index), color="white", fontsize=7,
-                    va="top", ha="left", bbox={"facecolor": "tab:orange", "pad": 1, "linewidth": 0})
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.axis("off")  # no ticks to lay out: a redraw stays fast
+
+
+def draw_patch_grid(ax: plt.Axes, picture: np.ndarray, patch_size: int) -> None:
+    """Draw `picture` with its patch grid on top (one `vlines`/`hlines` call each); nothing covers the pixels."""
+    H, W = picture.shape[:2]
+    show_image(ax, picture)
+    _grid_lines(ax, H, W, patch_size)
+
+
+def draw_patch_order(ax: plt.Axes, H: int, W: int, patch_size: int) -> None:
+    """Draw the patch grid of an `H x W` image empty, each cell holding its patch's number in reading order (a
+    panel beside the image, so that the numbers never cover a pixel)."""
+    rows, cols = H // patch_size, W // patch_size
+    ax.imshow(np.ones((H, W)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    _grid_lines(ax, H, W, patch_size)
+    if rows * cols <= 256:
+        size = max(SMALLEST_FONT, min(14, int(110 / max(rows, cols))))
+        for index in range(rows * cols):
+            row, col = divmod(index, cols)
+            ax.text((col + 0.5) * patch_size - 0.5, (row + 0.5) * patch_size - 0.5, str(index), ha="center",
+                    va="center", fontsize=size, color="black")
 
 
 def patch_tiles(patches: object, patch_size: object, in_chans: object) -> np.ndarray:
@@ -74,10 +106,10 @@ def patch_tiles(patches: object, patch_size: object, in_chans: object) -> np.nda
     _validate.one_of(in_chans, "in_chans", (1, 3), "pass 1 (grayscale) or 3 (RGB) to draw patches")
     N, depth = patches.shape
     if N == 0:
-        raise ValueError("patches is empty, got shape (0, ...); pass at least one patch [N, C*P*P] with N >= 1.")
+        raise InputValueError("patches is empty, got shape (0, ...); pass at least one patch [N, C*P*P] with N >= 1.")
     if depth != in_chans * patch_size * patch_size:
-        raise ValueError(f"patches have {depth} values each but in_chans*patch_size**2 = "
-                         f"{in_chans * patch_size ** 2}; pass the in_chans and patch_size they were cut with.")
+        raise InputValueError(f"patches have {depth} values each but in_chans*patch_size**2 = "
+                              f"{in_chans * patch_size ** 2}; pass the in_chans and patch_size they were cut with.")
     values = patches.detach().float().cpu()  # [N, C*P*P]
     low, high = float(values.min()), float(values.max())
     values = (values - low) / (high - low) if high > low else torch.zeros_like(values)  # [N, C*P*P]
@@ -112,17 +144,34 @@ def panels(fig: Figure | None, count: int, figsize: tuple[float, float], width_r
     return fig, list(axes[0])
 
 
+def readable_on(colour: tuple[float, ...]) -> str:
+    """"black" or "white": the text colour that stays readable on a cell of `colour` (RGB or RGBA in [0, 1])."""
+    red, green, blue = colour[:3]
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def write_values(ax: plt.Axes, values: np.ndarray, cmap: str | Colormap, norm: Normalize, fmt: str = "{:.2f}",
+                 fontsize: int = SMALLEST_FONT) -> None:
+    """Write each value of the `[rows, cols]` heat map drawn with `cmap` and `norm` on its cell, in black on pale
+    cells and white on dark ones."""
+    colours = plt.get_cmap(cmap) if isinstance(cmap, str) else cmap
+    for (row, col), value in np.ndenumerate(values):
+        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=fontsize,
+                color=readable_on(colours(norm(value))))
+
+
 def overlay_map(ax: plt.Axes, picture: np.ndarray, heat: np.ndarray) -> None:
-    """The image in grey with a heat map over it; on grids of at most 16 cells each cell's value is written in."""
+    """The image in the series' grey scale with a heat map over it; on grids of at most 16 cells each cell's value
+    is written in."""
     H, W = picture.shape[:2]
     rows, cols = heat.shape
-    ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    show_image(ax, picture)
     ax.imshow(heat, cmap="magma", alpha=0.6, interpolation="nearest", extent=(-0.5, W - 0.5, H - 0.5, -0.5),
               vmin=0, vmax=max(float(heat.max()), 1e-6))
     if rows * cols <= 16:
         for (row, col), value in np.ndenumerate(heat):
             ax.text((col + 0.5) * W / cols - 0.5, (row + 0.5) * H / rows - 0.5, f"{value:.2f}", ha="center",
-                    va="center", fontsize=7, color="white",
+                    va="center", fontsize=SMALLEST_FONT, color="white",
                     bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
 
 

@@ -9,7 +9,8 @@ import torch
 from matplotlib.figure import Figure
 
 from ... import _validate
-from ._draw import draw_patch_grid, grid_shape, image_and_grid, one_sample, panels
+from ..._validate import InputValueError
+from ._draw import SMALLEST_FONT, draw_patch_grid, grid_shape, image_and_grid, one_sample, panels, show_image
 
 
 def plot_attention_heads(weights: torch.Tensor, token_labels: list[str] | None = None,
@@ -31,30 +32,30 @@ def plot_attention_heads(weights: torch.Tensor, token_labels: list[str] | None =
     _validate.tensor(weights, "weights", 3, "[h, L, L]")
     h, L, L_keys = weights.shape
     if L != L_keys:
-        raise ValueError(f"weights must be square per head [h, L, L] (self-attention), got {tuple(weights.shape)}; "
-                         f"pass the weights of one sample, e.g. maps[layer][0].")
+        raise InputValueError(f"weights must be square per head [h, L, L] (self-attention), got "
+                              f"{tuple(weights.shape)}; pass the weights of one sample, e.g. maps[layer][0].")
     if token_labels is None:
         token_labels = ["CLS"] + [f"p{n}" for n in range(L - 1)]
     if len(token_labels) != L:
-        raise ValueError(f"token_labels has {len(token_labels)} names but there are L={L} tokens; pass {L} names.")
+        raise InputValueError(f"token_labels has {len(token_labels)} names but there are L={L} tokens; pass {L} names.")
     values = weights.detach().float().cpu()
     rows, cols = grid_shape(h)
-    side = min(max(1.7 if h > 1 else 3.2, 0.3 * L + 0.8), 4.0)
-    width, height = min(side * cols + 1.2, 14), min(side * rows + 0.8, 12)
+    side = min(max(1.7 if h > 1 else 3.2, 0.18 * L + 0.9), 3.2, (9 - 1.2) / cols)  # at most 9 inches wide
+    width, height = side * cols + 1.2, min(side * rows + 0.8, 12)
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
-    show_ticks = L <= 20
+    show_ticks = 0.15 * L + 0.5 <= side  # a label per token only where 8-point labels fit
     largest = max(float(values.max()), 1e-6)
     for index, ax in enumerate(axes.ravel()):
         if index >= h:
             ax.axis("off")
             continue
         image = ax.imshow(values[index].numpy(), cmap="magma", vmin=0, vmax=largest, interpolation="nearest")
-        ax.set_title(f"head {index}", fontsize=8)
+        ax.set_title(f"head {index}", fontsize=9)
         ax.set_xticks(range(L) if show_ticks else [])
         ax.set_yticks(range(L) if show_ticks else [])
         if show_ticks:
-            ax.set_xticklabels(token_labels, fontsize=6, rotation=90)
-            ax.set_yticklabels(token_labels, fontsize=6)
+            ax.set_xticklabels(token_labels, fontsize=SMALLEST_FONT, rotation=90)
+            ax.set_yticklabels(token_labels, fontsize=SMALLEST_FONT)
     fig.subplots_adjust(left=0.6 / width, right=1 - 1.0 / width, bottom=0.45 / height, top=1 - 0.55 / height,
                         wspace=0.45, hspace=0.55)
     colour_axes = fig.add_axes((1 - 0.8 / width, 0.15, 0.12 / width, 0.68))
@@ -85,14 +86,14 @@ def plot_attention_on_image(image: torch.Tensor, weights: torch.Tensor, patch_si
     _validate.tensor(weights, "weights", 2, "[L, L]")
     L = weights.shape[0]
     if weights.shape != (rows * cols + 1, rows * cols + 1):
-        raise ValueError(f"weights must be [L, L] with L = 1 + {rows * cols} patches, got "
-                         f"{tuple(weights.shape)}; pass one head's weights, e.g. maps[layer][0, head].")
+        raise InputValueError(f"weights must be [L, L] with L = 1 + {rows * cols} patches, got "
+                              f"{tuple(weights.shape)}; pass one head's weights, e.g. maps[layer][0, head].")
     _validate.int_in(query, "query", 0, L - 1, "0 is the CLS token, n + 1 is patch n")
     matrix = weights.detach().float().cpu().numpy()
     row_weights = matrix[query]
-    fig, axes = panels(fig, 3, (10.0, 3.4), [1, 1, 1.1],
+    fig, axes = panels(fig, 3, (9.0, 3.4), [1, 1, 1.1],
                        {"left": 0.02, "right": 0.97, "bottom": 0.12, "top": 0.8, "wspace": 0.3})
-    draw_patch_grid(axes[0], picture, patch_size, numbers=False)
+    draw_patch_grid(axes[0], picture, patch_size)
     if query:
         row, col = divmod(query - 1, cols)
         axes[0].add_patch(plt.Rectangle((col * patch_size - 0.5, row * patch_size - 0.5), patch_size, patch_size,
@@ -101,7 +102,7 @@ def plot_attention_on_image(image: torch.Tensor, weights: torch.Tensor, patch_si
     else:
         axes[0].set_title("query: the CLS token\n(it has no patch of its own)", fontsize=9, y=1.0)
     heat = row_weights[1:].reshape(rows, cols)
-    axes[1].imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    show_image(axes[1], picture)
     low, high = float(heat.min()), float(heat.max())
     axes[1].imshow(heat, cmap="magma", alpha=0.75, interpolation="nearest", vmin=low,
                    vmax=high if high > low else low + 1, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
@@ -114,8 +115,8 @@ def plot_attention_on_image(image: torch.Tensor, weights: torch.Tensor, patch_si
     axes[2].add_patch(plt.Rectangle((-0.5, query - 0.5), L, 1, fill=False, edgecolor="tab:red", linewidth=2))
     axes[2].set_xlim(-0.5, L - 0.5)
     axes[2].set_ylim(L - 0.5, -0.5)
-    axes[2].set_xticks([0], ["CLS"], fontsize=7)
-    axes[2].set_yticks([0], ["CLS"], fontsize=7)
+    axes[2].set_xticks([0], ["CLS"], fontsize=SMALLEST_FONT)
+    axes[2].set_yticks([0], ["CLS"], fontsize=SMALLEST_FONT)
     axes[2].set_xlabel(f"key token 0 .. {L - 1}", fontsize=8)
     axes[2].set_ylabel(f"query token 0 .. {L - 1}", fontsize=8)
     axes[2].set_title(f"all weights [L, L] = [{L}, {L}]\n(row = query, column = key)", fontsize=9, y=1.0)

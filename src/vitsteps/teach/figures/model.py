@@ -14,7 +14,8 @@ from ._draw import one_sample, panels, si_format
 
 
 def plot_parameter_breakdown(parts: dict[str, int], title: str | None = None) -> Figure:
-    """Parameters per part of a model as horizontal bars on a log scale, each labelled with count and share.
+    """Parameters per part of a model as horizontal bars on a linear scale, each labelled with count and share
+    (on a linear scale a bar's length is its share: the parts that hold almost nothing are almost invisible).
 
     Args:
         parts: part name to parameter count, e.g. `vitsteps.parameter_formula(config)`; a `"total"` entry
@@ -28,17 +29,22 @@ def plot_parameter_breakdown(parts: dict[str, int], title: str | None = None) ->
     counts = {name: count for name, count in parts.items() if name != "total"}
     total = parts.get("total", sum(counts.values()))
     names = list(counts)
+    largest = max(max(counts.values()), 1)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
-    ax.barh(range(len(names)), [max(counts[name], 1) for name in names], color="tab:blue", log=True)
+    ax.barh(range(len(names)), [counts[name] for name in names], color="tab:blue")
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names)
+    ax.set_yticklabels(names, fontsize=9)
     ax.invert_yaxis()
     for position, name in enumerate(names):
         share = counts[name] / total if total else 0.0
-        ax.text(max(counts[name], 1) * 1.15, position, f"{counts[name]:,} ({share:.1%})", va="center", fontsize=8)
-    ax.set_xlim(0.8, max(max(counts.values()), 1) * 40)
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_title(title or f"{total:,} parameters by part")
+        ax.text(counts[name] + 0.02 * largest, position, f"{counts[name]:,} ({share:.1%})", va="center",
+                fontsize=8)
+    ax.set_xlim(0, largest * 1.45)  # room for the longest bar's label
+    ax.ticklabel_format(axis="x", style="plain")
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("parameters", fontsize=9)
+    ax.set_title(title or f"{total:,} parameters by part", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -71,7 +77,7 @@ def plot_class_scores(logits: torch.Tensor, label: int | None = None, title: str
     right.bar(range(K), probabilities.numpy(), color=colours)
     right.axhline(1 / K, color="gray", linestyle="--", linewidth=1, label=f"uniform 1/{K}")
     right.set_title("softmax probabilities", fontsize=9)
-    right.legend(fontsize=7, loc="upper right")
+    right.legend(fontsize=8, loc="upper right")
     for ax in (left, right):
         ax.set_xticks(range(K))
         ax.set_xlabel("class")

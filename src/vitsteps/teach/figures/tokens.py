@@ -11,25 +11,55 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from ... import _validate
+from ..._validate import InputValueError
 from ...analysis import position_similarity
-from ._draw import panels
+from ._draw import SMALLEST_FONT, panels, write_values
+
+# the most rows and columns that get a tick label each; larger matrices are labelled by matplotlib's own ticks
+LABELLED = 32
 
 
 def plot_matrix(matrix: torch.Tensor, title: str = "", xlabel: str = "", ylabel: str = "",
-                cmap: str = "viridis", annotate: bool | None = None) -> Figure:
-    """A 2-D tensor as a heatmap with a colour bar; small matrices get their values written in."""
+                cmap: str = "viridis", annotate: bool | None = None, row_labels: list[str] | None = None,
+                col_labels: list[str] | None = None, vmin: float | None = None,
+                vmax: float | None = None) -> Figure:
+    """A 2-D tensor as a heatmap with a colour bar and a tick label for every row and column (up to 32 of each).
+
+    Small matrices (at most 64 cells) get their values written in, in black on pale cells and white on dark
+    ones, wide enough that the values fit.
+
+    Args:
+        matrix: `[rows, cols]` values.
+        title, xlabel, ylabel: the axes' text.
+        cmap: a matplotlib colour map; "RdBu_r" is centred on 0.
+        annotate: write the values in; by default only for small matrices.
+        row_labels, col_labels: names for the rows and columns; by default their indices.
+        vmin, vmax: the ends of the colour scale; by default the data's (symmetric around 0 for "RdBu_r").
+    """
     _validate.tensor(matrix, "matrix", 2, "[rows, cols]")
     values = matrix.detach().float().cpu().numpy()
     rows, cols = values.shape
-    fig, ax = plt.subplots(figsize=(min(1 + 0.45 * cols, 10), min(0.8 + 0.4 * rows, 8)))
-    image = ax.imshow(values, cmap=cmap, aspect="auto", interpolation="nearest")
+    for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
+        if labels is not None and len(labels) != count:
+            raise InputValueError(f"{name} has {len(labels)} names but the matrix has {count}; pass "
+                                  f"{count} names.")
+    write = annotate if annotate is not None else rows * cols <= 64
+    cell = 0.62 if write else 0.4
+    fig, ax = plt.subplots(figsize=(min(1.6 + cell * cols, 9), min(1.2 + 0.4 * rows, 9)))
+    if cmap == "RdBu_r" and vmin is None and vmax is None:
+        vmax = float(np.abs(values).max()) or 1.0
+        vmin = -vmax
+    image = ax.imshow(values, cmap=cmap, aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    if annotate if annotate is not None else rows * cols <= 64:
-        for (row, col), value in np.ndenumerate(values):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    if write:
+        write_values(ax, values, image.cmap, image.norm)
+    for axis, count, labels in ((ax.xaxis, cols, col_labels), (ax.yaxis, rows, row_labels)):
+        if count <= LABELLED:
+            axis.set_ticks(range(count), labels if labels is not None else [str(i) for i in range(count)],
+                           fontsize=SMALLEST_FONT)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -53,18 +83,15 @@ def plot_token_sequence(tokens: torch.Tensor, num_prefix_tokens: int = 1, title:
     _validate.non_negative_int(num_prefix_tokens, "num_prefix_tokens", "pass 1 for a CLS token")
     B, L, D = tokens.shape
     if num_prefix_tokens > L:
-        raise ValueError(f"num_prefix_tokens={num_prefix_tokens} but the sequences have only L={L} tokens; "
-                         f"pass at most {L}.")
+        raise InputValueError(f"num_prefix_tokens={num_prefix_tokens} but the sequences have only L={L} tokens; "
+                              f"pass at most {L}.")
     stacked = tokens.reshape(B * L, D)  # [B*L, D]
-    fig = plot_matrix(stacked, title or f"tokens [B={B}, L={L}, D={D}]", xlabel="dimension d",
-                      ylabel="token", annotate=annotate)
-    ax = fig.axes[0]
     names = ["CLS" if num_prefix_tokens == 1 else f"prefix {i}" for i in range(num_prefix_tokens)]
     names += [f"patch {n}" for n in range(L - num_prefix_tokens)]
     labels = [(f"{b}: " if B > 1 else "") + name for b in range(B) for name in names]
-    ax.set_yticks(range(B * L))
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xticks(range(D) if D <= 16 else ax.get_xticks())
+    fig = plot_matrix(stacked, title or f"tokens [B={B}, L={L}, D={D}]", xlabel="dimension d",
+                      ylabel="token", annotate=annotate, row_labels=labels if B * L <= LABELLED else None)
+    ax = fig.axes[0]
     for b in range(B):
         if num_prefix_tokens:
             ax.add_patch(plt.Rectangle((-0.5, b * L - 0.5), D, num_prefix_tokens, fill=False,
@@ -104,9 +131,9 @@ def plot_position_similarity(position_table: torch.Tensor, grid_size: int | tupl
     colours = plt.get_cmap("viridis").with_extremes(bad="white")
     image = ax.imshow(mosaic, cmap=colours, vmin=low, vmax=1, interpolation="nearest")
     ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(cols)])
-    ax.set_xticklabels([str(c) for c in range(cols)], fontsize=7)
+    ax.set_xticklabels([str(c) for c in range(cols)], fontsize=SMALLEST_FONT)
     ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(rows)])
-    ax.set_yticklabels([str(r) for r in range(rows)], fontsize=7)
+    ax.set_yticklabels([str(r) for r in range(rows)], fontsize=SMALLEST_FONT)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
@@ -147,11 +174,11 @@ def plot_token_assembly(batch_size: int, num_patches: int, position_table: torch
                    interpolation="nearest")
     axes[0].vlines(np.arange(L + 1) - 0.5, -0.5, batch_size - 0.5, color="white", linewidth=1)
     axes[0].hlines(np.arange(batch_size + 1) - 0.5, -0.5, L - 0.5, color="white", linewidth=3)
-    if L <= 24 and batch_size * L <= 200:
+    if L <= 17 and batch_size * L <= 200:
         for b in range(batch_size):
             for position in range(L):
-                axes[0].text(position, b, "CLS" if position == 0 else str(position - 1), color="white",
-                             fontsize=6 if position == 0 else 7, ha="center", va="center")
+                axes[0].text(position, b, ("CLS" if L <= 9 else "C") if position == 0 else str(position - 1),
+                             color="white", fontsize=SMALLEST_FONT, ha="center", va="center")
     axes[0].set_xlim(-0.5, L - 0.5)
     axes[0].set_ylim(batch_size - 0.5, -0.5)
     axes[0].set_title(f"tokens [B, N+1, D] = [{batch_size}, {L}, {D}]:\nthe CLS token (orange) in front of "
