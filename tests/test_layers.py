@@ -6,7 +6,7 @@ level or inside a function, becomes an edge of the import graph. The layers, fro
 | layer            | modules                                              | may import, inside the package            |
 |------------------|------------------------------------------------------|-------------------------------------------|
 | stages           | `vitsteps`, `_validate`, `patches`, `tokens`, `encoder`, `model` | stages                        |
-| around the model | `data`, `train`, `analysis`, `convert`               | stages, around the model                  |
+| around the model | `data`, `train`, `analysis`, `convert`, `baselines`, `ablation` | stages, around the model     |
 | teaching tools   | `vitsteps.teach` and everything below it             | everything in the package                 |
 
 Nothing in `src/` imports the course tooling (`vitcourse`), which is installed apart. The README's module table and
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 LAYERS = {"stages": 0, "around the model": 1, "teaching tools": 2}
 STAGES = {"vitsteps", "vitsteps._validate", "vitsteps.patches", "vitsteps.tokens", "vitsteps.encoder", "vitsteps.model"}
-AROUND = {"vitsteps.data", "vitsteps.train", "vitsteps.analysis", "vitsteps.convert"}
+AROUND = {"vitsteps.data", "vitsteps.train", "vitsteps.analysis", "vitsteps.convert", "vitsteps.baselines",
+          "vitsteps.ablation"}
 
 
 def layer(module: str) -> str:

@@ -179,6 +179,28 @@ def test_init_weights_is_timms_initialisation():
     assert torch.equal(model.patch_embed.proj.weight, torch.full_like(model.patch_embed.proj.weight, 3.0))  # conv
 
 
+@torch.no_grad()
+def test_a_table_set_to_start_at_zeros_starts_at_zeros_and_stays_a_parameter():
+    torch.manual_seed(3)
+    timm = ViT(get_config("toy"))
+    zeros = ViT(get_config("toy", pos_embed_init="zeros"))
+    assert torch.equal(zeros.pos_embed, torch.zeros(1, 5, 8)) and float(timm.pos_embed.abs().max()) > 0
+    assert "pos_embed" in dict(zeros.named_parameters())
+    zeros.pos_embed.fill_(1.0)
+    init_weights(zeros)  # the config decides, every time
+    assert torch.equal(zeros.pos_embed, torch.zeros(1, 5, 8))
+
+
+def test_mnist_preset_cuts_28_pixels_into_a_7x7_grid_with_heads_16_wide():
+    config = get_config("mnist")
+    assert (config.grid_size, config.num_patches, config.seq_len, config.head_dim) == (7, 49, 50, 16)
+    assert config.pos_embed_init == "zeros"
+    model = ViT(config)
+    assert count_parameters(model) == parameter_formula(config)["total"] == 205_962
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert torch.equal(model.pos_embed, torch.zeros(1, 50, 64))
+
+
 def test_init_weights_leaves_a_fixed_sincos_table_alone():
     model = ViT(get_config("toy", pos_embed="sincos"))
     table = model.pos_embed.clone()
@@ -342,6 +364,12 @@ REFUSED = {
          r"pos_embed='sincos' needs embed_dim divisible by 4, got 6; use embed_dim=8"),
     "ViTConfig: a qkv_bias that is text":
         (lambda: ViTConfig(qkv_bias="no"), TypeError, r"qkv_bias must be True or False, got 'no'"),
+    "ViTConfig: an unknown start for the table":
+        (lambda: ViTConfig(pos_embed_init="ones"), ValueError,
+         r"pos_embed_init must be one of 'trunc_normal', 'zeros', got 'ones'; use 'trunc_normal' for timm's start"),
+    "ViTConfig: a start for a fixed table":
+        (lambda: ViTConfig(pos_embed="sincos", pos_embed_init="zeros"), ValueError,
+         r"pos_embed_init='zeros' starts a learned table, but pos_embed='sincos' is fixed.*; use pos_embed='learn'"),
     "ViTConfig: a zero LayerNorm epsilon":
         (lambda: ViTConfig(norm_eps=0), ValueError, r"norm_eps must be a number > 0, got 0; pass e\.g\. 1e-6"),
     "get_config: an unknown preset":

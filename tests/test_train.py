@@ -10,11 +10,12 @@ import torch
 from helpers import assert_all_refused, assert_refused, refusal_cases
 from torch import nn
 
-from vitsteps.data import DigitsSplit, load_digits_split, synthetic_images
+from vitsteps.data import DigitsSplit, MnistSplit, load_digits_split, load_mnist_split, synthetic_images
 from vitsteps.model import ViT, ViTConfig, get_config
 from vitsteps.train import (
     RECIPES,
     Evaluation,
+    History,
     Recipe,
     confusion_matrix,
     evaluate,
@@ -26,8 +27,10 @@ from vitsteps.train import (
     predict,
     pretrained_path,
     save_checkpoint,
+    shipped_checkpoints,
     train,
     train_digits,
+    train_mnist,
     warmup_cosine,
 )
 
@@ -74,6 +77,49 @@ def test_a_split_is_evaluated_on_its_test_half_every_epoch(digits) -> None:
     model = ViT(get_config("digits", embed_dim=8, depth=1, num_heads=2, patch_size=4))
     history = train(model, digits, QUICK, epochs=1, warmup_epochs=0, progress=False)
     assert len(history.test_accuracy) == 1
+
+
+def test_eval_every_evaluates_those_epochs_and_the_last(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, epochs=7, test=synthetic_images(16, seed=1), eval_every=3,
+                    progress=False)
+    assert history.test_epoch == history.evaluated_epochs == [3, 6, 7]
+    assert len(history.test_accuracy) == len(history.test_loss) == 3 and len(history.train_loss) == 7
+    every = train(tiny_model(), shapes, QUICK, test=synthetic_images(16, seed=1), progress=False)
+    assert every.test_epoch == [] and every.evaluated_epochs == [1, 2]
+
+
+def test_on_epoch_sees_every_epoch_and_does_not_change_the_training(shapes) -> None:
+    seen = []
+    model = tiny_model()
+    history = train(model, shapes, QUICK, epochs=3, progress=False,
+                    on_epoch=lambda epoch, trained: seen.append((epoch, trained.pos_embed.detach().clone())))
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    assert not torch.equal(seen[0][1], seen[2][1]) and torch.equal(seen[2][1], model.pos_embed)
+    plain = train(tiny_model(), shapes, QUICK, epochs=3, progress=False)
+    assert plain.train_loss == history.train_loss
+
+
+@pytest.fixture(scope="module")
+def mnist() -> MnistSplit:
+    return load_mnist_split()
+
+
+def test_a_mnist_split_is_evaluated_on_its_validation_images(mnist) -> None:
+    small = get_config("mnist", embed_dim=8, num_heads=2, depth=1, patch_size=7)
+    few = MnistSplit(**{**{name: getattr(mnist, name) for name in MnistSplit.__dataclass_fields__},
+                        "train_images": mnist.train_images[:64], "train_labels": mnist.train_labels[:64]})
+    model, history = train_mnist(few, seed=1, config=small, epochs=6, warmup_epochs=1)
+    assert history.evaluated_on == "validation" and history.evaluated_epochs == [5, 6]
+    assert model.config == small
+    assert history.test_accuracy[-1] == pytest.approx(evaluate(model, mnist.val_images, mnist.val_labels).accuracy)
+    assert train(ViT(small), (mnist.train_images[:16], mnist.train_labels[:16]), QUICK, epochs=1,
+                 warmup_epochs=0, progress=False).evaluated_on == "test"
+
+
+def test_the_mnist_recipe_is_80_epochs_of_55_steps_with_4_pixel_shifts() -> None:
+    recipe = RECIPES["mnist"]
+    assert recipe.epochs * math.ceil(3500 / recipe.batch_size) == 4400
+    assert (recipe.max_shift, recipe.shift_prob, recipe.mixup_alpha, recipe.lr) == (4, 1.0, 0.0, 2e-3)
 
 
 def test_same_seed_gives_the_same_weights_and_history(shapes) -> None:
@@ -202,6 +248,32 @@ def test_checkpoint_round_trip_gives_the_same_logits(tmp_path: Path, shapes) -> 
     assert torch.equal(predict(loaded, shapes[0]), predict(model, shapes[0]))
 
 
+def test_a_half_checkpoint_is_half_the_size_and_loads_into_float32(tmp_path: Path, shapes) -> None:
+    torch.manual_seed(0)
+    model = ViT(get_config("digits"))
+    full, _ = save_checkpoint(model, tmp_path / "full")
+    half, _ = save_checkpoint(model, tmp_path / "half", half=True)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded, _ = load_checkpoint(tmp_path / "half")
+    assert loaded.pos_embed.dtype == torch.float32
+    assert torch.allclose(loaded.head.weight, model.head.weight, rtol=1e-3, atol=1e-6)
+    assert not torch.equal(loaded.head.weight, model.head.weight)  # rounded to float16's precision
+
+
+def test_the_shipped_checkpoints_are_the_pairs_of_files_in_the_package() -> None:
+    names = shipped_checkpoints()
+    assert "digits" in names
+    for name in names:
+        path = pretrained_path(name)
+        assert path.with_suffix(".json").is_file() and path.with_suffix(".pt").is_file()
+
+
+def test_history_from_an_older_checkpoint_still_loads() -> None:
+    _, metadata = load_pretrained("digits")
+    history = History(**metadata["history"])
+    assert history.test_epoch == [] and history.evaluated_epochs == history.epoch
+
+
 def test_loader_rejects_a_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
     save_checkpoint(tiny_model(), tmp_path / "tiny")
     record = json.loads((tmp_path / "tiny.json").read_text())
@@ -265,7 +337,18 @@ REFUSED = {
     "train: something that is not a model":
         (lambda: train("vit", SHAPES, QUICK), TypeError, r"model must be a torch\.nn\.Module, got 'vit'"),
     "train: data that is a name":
-        (lambda: train(tiny_model(), "digits", QUICK), TypeError, r"data must be a DigitsSplit or an \(images"),
+        (lambda: train(tiny_model(), "digits", QUICK), TypeError,
+         r"data must be a DigitsSplit, a MnistSplit or an \(images"),
+    "train: evaluating every 0 epochs":
+        (lambda: train(tiny_model(), SHAPES, QUICK, eval_every=0), ValueError,
+         r"eval_every must be a positive int, got 0; pass 1 to evaluate after every epoch"),
+    "train: an on_epoch that is not a function":
+        (lambda: train(tiny_model(), SHAPES, QUICK, on_epoch="print"), TypeError,
+         r"on_epoch must be a function on_epoch\(epoch, model\) or None, got 'print'"),
+    "train_mnist: a digits split":
+        (lambda: train_mnist(load_digits_split(0)), TypeError, r"split must be a MnistSplit.*; use load_mnist_split"),
+    "train_mnist: a negative seed":
+        (lambda: train_mnist(load_mnist_split(), seed=-1), ValueError, r"seed must be an int >= 0, got -1"),
     "train: images without channels":
         (lambda: train(tiny_model(), (torch.rand(4, 8, 8), torch.zeros(4).long()), QUICK), ValueError,
          r"train_images must be a tensor with 4 dimensions"),
@@ -291,7 +374,7 @@ REFUSED = {
         (lambda: train(tiny_model(), SHAPES, QUICK, progress="yes"), TypeError,
          r"progress must be True or False, got 'yes'"),
     "get_recipe: an unknown name":
-        (lambda: get_recipe("imagenet"), ValueError, r"name must be one of 'digits', got 'imagenet'"),
+        (lambda: get_recipe("imagenet"), ValueError, r"name must be one of 'digits', 'mnist', got 'imagenet'"),
     "pick_device: an unknown device":
         (lambda: pick_device("banana"), ValueError, r"device must be 'cpu', 'cuda', 'mps' or None"),
     "evaluate: labels beyond the model's classes":
@@ -318,13 +401,15 @@ REFUSED = {
         (lambda: fit_baseline(SHAPES), TypeError, r"split must be a DigitsSplit"),
     "save_checkpoint: a plain module":
         (lambda: save_checkpoint(nn.Linear(2, 2), "linear"), TypeError, r"model must be a vitsteps ViT"),
+    "save_checkpoint: half that is text":
+        (lambda: save_checkpoint(tiny_model(), "tiny", half="yes"), TypeError, r"half must be True or False"),
     "save_checkpoint: metadata that is a list":
         (lambda: save_checkpoint(tiny_model(), "tiny", metadata=["note"]), TypeError,
          r"metadata must be a dict or None, got \['note'\]"),
     "load_checkpoint: a path that is a number":
         (lambda: load_checkpoint(3), TypeError, r"path must be a str or Path, got 3"),
     "pretrained_path: an unknown checkpoint":
-        (lambda: pretrained_path("imagenet"), ValueError, r"name must be one of 'digits', got 'imagenet'"),
+        (lambda: pretrained_path("imagenet"), ValueError, r"name must be one of 'digits'.*, got 'imagenet'"),
 }
 
 

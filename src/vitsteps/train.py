@@ -1,13 +1,17 @@
 """Training: a seeded loop (AdamW, warm-up then cosine, label smoothing, shifts, mixup), evaluation, baselines,
-checkpoints.
+checkpoints, and the measured results shipped with the package.
 
     split = load_digits_split(seed=0)
     model, history = train_digits(split)             # the `digits` preset with the `digits` recipe
     evaluate(model, split.test_images, split.test_labels).accuracy
 
+    split = load_mnist_split()
+    model, history = train_mnist(split, seed=0)      # the `mnist` preset with the `mnist` recipe
+
 A `Recipe` holds everything about training that is not the model, the way `ViTConfig` holds the model's
-shapes; `RECIPES["digits"]` is the one that made the committed checkpoint. A checkpoint is two files side by
-side: `name.pt` (the state dict) and `name.json` (the `ViTConfig` and how it was trained).
+shapes; `RECIPES["digits"]` and `RECIPES["mnist"]` made the shipped checkpoints. A checkpoint is two files side by
+side: `name.pt` (the state dict) and `name.json` (the `ViTConfig` and how it was trained). `load_results("mnist")`
+reads the measurements shipped beside them (`tools/mnist_results.py` made them).
 
 Shape legend: B batch, C channels, H W image, K classes.
 """
@@ -19,6 +23,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _validate
-from .data import DigitsSplit, load_digits_split, random_shift
+from .data import DigitsSplit, MnistSplit, load_digits_split, load_mnist_split, random_shift
 from .model import ViT, ViTConfig, get_config
 
 CHECKPOINT_DIR = "checkpoints"  # inside the vitsteps package
@@ -73,6 +78,11 @@ RECIPES: dict[str, Recipe] = {
     # Tuned on splits 0-4 (tests/benchmarks/bench_train.py); mixup and the long schedule matter most.
     "digits": Recipe(epochs=150, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=5, label_smoothing=0.1,
                      max_shift=1, shift_prob=0.5, mixup_alpha=0.2),
+    # The `mnist` preset on 3,500 training digits of 28x28: 80 epochs of 55 steps (4,400 steps). Chosen on the
+    # validation images: a ViT this size needs many steps; shifts of up to 4 pixels give the border patches ink,
+    # which is what lets the position table learn the whole 7x7 grid.
+    "mnist": Recipe(epochs=80, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=5, label_smoothing=0.1,
+                    max_shift=4, shift_prob=1.0, mixup_alpha=0.0),
 }
 
 
@@ -84,20 +94,29 @@ def get_recipe(name: str = "digits", **overrides: object) -> Recipe:
 
 @dataclass
 class History:
-    """What happened during training, one entry per epoch (test entries only when a test set was given)."""
+    """What happened during training, one entry per epoch (test entries only when a test set was given, one per
+    evaluated epoch: `test_epoch`, empty when every epoch was evaluated)."""
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)      # mean smoothed loss over the epoch's steps
     train_accuracy: list[float] = field(default_factory=list)  # on the augmented batches (mixup: the larger share)
-    test_loss: list[float] = field(default_factory=list)       # plain cross-entropy on the test set
+    test_loss: list[float] = field(default_factory=list)       # plain cross-entropy on the held-out images
     test_accuracy: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)              # learning rate at the epoch's last step
     seconds: float = 0.0                                       # wall time of the training steps
-    eval_seconds: float = 0.0                                  # wall time of the per-epoch test evaluations
+    eval_seconds: float = 0.0                                  # wall time of the evaluations
+    test_epoch: list[int] = field(default_factory=list)        # the epochs evaluated, when not every one was
+    evaluated_on: str = "test"                                 # what the held-out images are: "test" or "validation"
+
+    @property
+    def evaluated_epochs(self) -> list[int]:
+        """The epoch of each `test_accuracy` entry."""
+        return self.test_epoch or self.epoch[:len(self.test_accuracy)]
 
     def as_dict(self) -> dict[str, object]:
         """Plain lists and numbers, rounded to 6 decimals, for JSON."""
-        return {key: [round(v, 6) for v in value] if isinstance(value, list) else round(value, 3)
+        return {key: [round(v, 6) for v in value] if isinstance(value, list) else
+                round(value, 3) if isinstance(value, float) else value
                 for key, value in dataclasses.asdict(self).items()}
 
 
@@ -157,11 +176,14 @@ def _split_data(data: object, test: object) -> tuple[tuple[torch.Tensor, torch.T
     if isinstance(data, DigitsSplit):
         train_part = (data.train_images, data.train_labels)
         test = (data.test_images, data.test_labels) if test is None else test
+    elif isinstance(data, MnistSplit):
+        train_part = (data.train_images, data.train_labels)
+        test = (data.val_images, data.val_labels) if test is None else test
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         train_part = tuple(data)
     else:
-        _validate.fail(TypeError, "data", "a DigitsSplit or an (images [n, C, H, W], labels [n]) pair", data,
-                       "use load_digits_split()")
+        _validate.fail(TypeError, "data", "a DigitsSplit, a MnistSplit or an (images [n, C, H, W], labels [n]) pair",
+                       data, "use load_digits_split() or load_mnist_split()")
     train_part = _check_labelled(*train_part, "train")
     if test is not None:
         if not (isinstance(test, (tuple, list)) and len(test) == 2):
@@ -208,9 +230,10 @@ def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=recipe.lr)
 
 
-def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor], recipe: Recipe | None = None,
-          *, test: tuple[torch.Tensor, torch.Tensor] | None = None, device: str | torch.device | None = None,
-          progress: bool = True, **overrides: object) -> History:
+def train(model: nn.Module, data: DigitsSplit | MnistSplit | tuple[torch.Tensor, torch.Tensor],
+          recipe: Recipe | None = None, *, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+          eval_every: int = 1, on_epoch: Callable[[int, nn.Module], None] | None = None,
+          device: str | torch.device | None = None, progress: bool = True, **overrides: object) -> History:
     """Train `model` in place with AdamW, a warm-up then cosine schedule, label smoothing, pixel shifts and mixup.
 
     Each step: shuffle, shift some images by a pixel (`max_shift`, `shift_prob`), blend each image with another
@@ -219,9 +242,13 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
 
     Args:
         model: a classifier mapping `[B, C, H, W]` images to `[B, K]` logits (a `ViT`).
-        data: a `DigitsSplit` (its test half is evaluated after every epoch) or `(images [n, C, H, W], labels [n])`.
+        data: a `DigitsSplit` (its test half is evaluated), a `MnistSplit` (its validation images are evaluated),
+            or `(images [n, C, H, W], labels [n])`.
         recipe: the training settings; defaults to `RECIPES["digits"]`.
-        test: `(images, labels)` to evaluate after every epoch; overrides a split's test half.
+        test: `(images, labels)` to evaluate; overrides a split's held-out images.
+        eval_every: evaluate after every `eval_every`-th epoch and after the last one.
+        on_epoch: called as `on_epoch(epoch, model)` after each epoch (and its evaluation), e.g. to keep a copy of
+            the position table; the model is in train mode and must be left as it is.
         device: "cpu", "cuda", "mps", or None for the best one present.
         progress: show a `tqdm` progress bar (silent when the environment sets `TQDM_DISABLE=1`).
         **overrides: recipe fields to replace, e.g. `epochs=3`.
@@ -235,6 +262,11 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
     _validate.instance(recipe, "recipe", Recipe, "a Recipe or None", "use get_recipe('digits')")
     recipe = _validate.replace_fields(recipe, overrides)
     _validate.flag(progress, "progress")
+    _validate.positive_int(eval_every, "eval_every", "pass 1 to evaluate after every epoch")
+    if on_epoch is not None and not callable(on_epoch):
+        _validate.fail(TypeError, "on_epoch", "a function on_epoch(epoch, model) or None", on_epoch,
+                       "pass the function itself")
+    evaluated_on = "validation" if isinstance(data, MnistSplit) and test is None else "test"
     (train_images, train_labels), test = _split_data(data, test)
     _check_classes(model, train_labels, "train_labels")
     if test is not None:
@@ -250,7 +282,7 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
     total_steps = recipe.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total_steps, recipe.warmup_epochs * steps_per_epoch))
-    history = History()
+    history = History(evaluated_on=evaluated_on)
     bar = tqdm(range(1, recipe.epochs + 1), desc="training", unit="epoch", disable=not _show_progress(progress))
     for epoch in bar:
         start = time.perf_counter()
@@ -285,13 +317,17 @@ def train(model: nn.Module, data: DigitsSplit | tuple[torch.Tensor, torch.Tensor
         history.lr.append(optimizer.param_groups[0]["lr"])
         history.seconds += time.perf_counter() - start
         postfix = {"loss": f"{history.train_loss[-1]:.3f}", "acc": f"{history.train_accuracy[-1]:.3f}"}
-        if test is not None:
+        if test is not None and (epoch % eval_every == 0 or epoch == recipe.epochs):
             start = time.perf_counter()
             result = evaluate(model, *test, device=target)
             history.eval_seconds += time.perf_counter() - start
             history.test_loss.append(result.loss)
             history.test_accuracy.append(result.accuracy)
-            postfix["test_acc"] = f"{result.accuracy:.3f}"
+            if eval_every > 1:
+                history.test_epoch.append(epoch)
+            postfix[f"{evaluated_on[:4]}_acc"] = f"{result.accuracy:.3f}"
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         bar.set_postfix(postfix)
     bar.close()
     model.eval()
@@ -387,6 +423,38 @@ def train_digits(split: DigitsSplit | None = None, config: ViTConfig | None = No
     return model, history
 
 
+def train_mnist(split: MnistSplit | None = None, seed: int = 0, config: ViTConfig | None = None,
+                recipe: Recipe | None = None, *, device: str | torch.device | None = None, progress: bool = True,
+                **overrides: object) -> tuple[ViT, History]:
+    """Build the `mnist` ViT from `seed` and train it on the MNIST split's 3,500 training images, evaluating the
+    500 validation images every 5 epochs: the whole recipe of the shipped `mnist` checkpoints in one call.
+
+    Args:
+        split: defaults to `load_mnist_split()`.
+        seed: initialises the model, and seeds the shuffling and the shifts.
+        config: the model; defaults to the `mnist` preset.
+        recipe: defaults to `RECIPES["mnist"]`.
+        device: as in `train`.
+        progress: show a progress bar.
+        **overrides: recipe fields to replace, e.g. `epochs=10`.
+
+    Returns:
+        `(trained model in eval mode, History)`.
+    """
+    split = load_mnist_split() if split is None else split
+    _validate.instance(split, "split", MnistSplit, "a MnistSplit", "use load_mnist_split()")
+    config = get_config("mnist") if config is None else config
+    _validate.instance(config, "config", ViTConfig, "a ViTConfig", "use get_config('mnist')")
+    _validate.non_negative_int(seed, "seed", "pass e.g. 0")
+    recipe = RECIPES["mnist"] if recipe is None else recipe
+    _validate.instance(recipe, "recipe", Recipe, "a Recipe or None", "use get_recipe('mnist')")
+    recipe = _validate.replace_fields(recipe, {**overrides, "seed": seed})
+    seed_everything(seed)
+    model = ViT(config)
+    history = train(model, split, recipe, eval_every=5, device=device, progress=progress)
+    return model, history
+
+
 def _checkpoint_files(path: str | Path) -> tuple[Path, Path]:
     _validate.instance(path, "path", (str, Path), "a str or Path", "pass e.g. 'checkpoints/digits'")
     base = Path(path)
@@ -395,8 +463,16 @@ def _checkpoint_files(path: str | Path) -> tuple[Path, Path]:
     return base.with_suffix(".pt"), base.with_suffix(".json")
 
 
-def save_checkpoint(model: ViT, path: str | Path, metadata: dict[str, object] | None = None) -> tuple[Path, Path]:
+def save_checkpoint(model: ViT, path: str | Path, metadata: dict[str, object] | None = None,
+                    half: bool = False) -> tuple[Path, Path]:
     """Write `path.pt` (the state dict, on the CPU) and `path.json` (the config and `metadata`).
+
+    Args:
+        model: the ViT to save.
+        path: where, without suffix (or with `.pt` / `.json`).
+        metadata: anything JSON can hold, e.g. how the model was trained.
+        half: store floating-point tensors as float16: half the file; `load_checkpoint` reads them back into the
+            model's float32 parameters (each weight rounded to about 3 significant digits).
 
     Returns:
         The two paths written.
@@ -405,9 +481,12 @@ def save_checkpoint(model: ViT, path: str | Path, metadata: dict[str, object] | 
                        "build it with ViT(config)")
     if metadata is not None:
         _validate.instance(metadata, "metadata", dict, "a dict or None", "pass e.g. {'epochs': 150}")
+    _validate.flag(half, "half")
     weights_path, config_path = _checkpoint_files(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+    if half:
+        state = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
     torch.save(state, weights_path)
     record = {"config": dataclasses.asdict(model.config), "metadata": metadata or {}}
     config_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -481,15 +560,52 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model, record.get("metadata", {})
 
 
+def shipped_checkpoints() -> list[str]:
+    """Names of the checkpoints shipped inside the package (a `.pt` and a `.json` side by side), e.g. `"mnist"`."""
+    folder = resources.files("vitsteps") / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    files = {Path(str(p)).name for p in folder.iterdir()}
+    return sorted(name[:-3] for name in files if name.endswith(".pt") and f"{name[:-3]}.json" in files)
+
+
 def pretrained_path(name: str = "digits") -> Path:
     """Path (without suffix) of a checkpoint shipped inside the package."""
-    folder = resources.files("vitsteps") / CHECKPOINT_DIR
-    available = sorted(Path(str(p)).stem for p in folder.iterdir() if str(p).endswith(".pt")) \
-        if folder.is_dir() else []
+    available = shipped_checkpoints()
     _validate.one_of(name, "name", available, f"the shipped checkpoints are {available}")
-    return Path(str(folder / name))
+    return Path(str(resources.files("vitsteps") / CHECKPOINT_DIR / name))
 
 
 def load_pretrained(name: str = "digits") -> tuple[ViT, dict[str, object]]:
-    """The checkpoint shipped with the package, e.g. the trained `digits` model: `(model, metadata)`."""
+    """The checkpoint shipped with the package, e.g. the trained `digits` or `mnist` model: `(model, metadata)`."""
     return load_checkpoint(pretrained_path(name))
+
+
+RESULTS = {"mnist": "mnist_results.json"}  # measurements shipped with the package, by name
+
+
+def load_results(name: str = "mnist") -> dict[str, object]:
+    """The measurements shipped with the package: for `"mnist"`, what `tools/mnist_results.py` measured (the
+    `mnist` ViT, the CNN and the SVC on the MNIST split, the training-set-size sweep, the ablation ladder, the
+    Fig. 7 numbers, the seconds and the machine's load), as a dict of plain JSON values."""
+    _validate.one_of(name, "name", sorted(RESULTS))
+    path = resources.files("vitsteps") / CHECKPOINT_DIR / RESULTS[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"the package holds no {RESULTS[name]}; run `make results` in the repository to "
+                                f"measure it.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_position_tables(name: str = "mnist") -> dict[str, object]:
+    """The position tables of the shipped `mnist` runs, stored every few epochs during training:
+    `{"epochs": [E] ints, "images_seen": [E] ints, "tables": {seed: [E, N, D] float32 tensor}}` (patch rows only,
+    no CLS row), the curve of the paper's Fig. 7 centre against training."""
+    _validate.one_of(name, "name", sorted(RESULTS))
+    path = resources.files("vitsteps") / CHECKPOINT_DIR / f"{name}_position_tables.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the package holds no {name}_position_tables.pt; run `make results` in the "
+                                f"repository to measure it.")
+    with resources.as_file(path) as file:
+        record = torch.load(file, map_location="cpu", weights_only=True)
+    record["tables"] = {int(seed): table.float() for seed, table in record["tables"].items()}  # [E, N, D] each
+    return record

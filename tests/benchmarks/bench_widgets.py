@@ -6,7 +6,7 @@ once, then one of its sliders is moved `--rounds` times:
 
 - patch explorer: patch size 4 <-> 2 (8x8 RGB image, D=8);
 - token explorer: patches 4 <-> 5 (B=1, D=8, a table of 16 rows);
-- attention explorer: query token 0, 1, 2, ... (digits model, 4 heads, 4 blocks);
+- attention explorer: query token 1, 2, 3, ... (the shipped `mnist` model: 4 heads, 6 blocks, 50 tokens);
 - model calculator: depth 12 <-> 13 (ViT-B/16 otherwise), its parameter cache emptied before every move, so the
   whole model is built on the meta device and counted each time.
 

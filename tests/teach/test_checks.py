@@ -108,6 +108,35 @@ def _encoder_block(x, norm1, norm2, qkv, proj, fc1, fc2, num_heads):
     return x + fc2(F.gelu(fc1(F.layer_norm(x, (D,), *norm2, eps=1e-6))))  # [B, L, D]
 
 
+def _shift(images, offsets):
+    """Pad by the largest offset, then read each image's window back out (a gather, not the reference's copies)."""
+    s = int(offsets.abs().max()) if len(offsets) else 0
+    padded = F.pad(images, (s, s, s, s))  # [B, C, H+2s, W+2s]
+    H, W = images.shape[-2:]
+    return torch.stack([image[:, s - down:s - down + H, s - right:s - right + W]
+                        for image, (down, right) in zip(padded, offsets.tolist(), strict=True)])  # [B, C, H, W]
+
+
+def _distance(attention, grid, patch):
+    weights = attention[:, :, 1:, 1:] / attention[:, :, 1:, 1:].sum(-1, keepdim=True)  # [B, h, N, N]
+    rows, cols = torch.div(torch.arange(grid * grid), grid, rounding_mode="floor"), torch.arange(grid * grid) % grid
+    distances = patch * torch.hypot((rows[:, None] - rows).float(), (cols[:, None] - cols).float())  # [N, N]
+    return torch.einsum("bhqk,qk->h", weights, distances.to(attention.dtype)) / (len(attention) * grid * grid)
+
+
+def _mean_ranks(values):
+    _, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
+    return ((counts.cumsum(0) - counts) + (counts - 1) / 2)[inverse].double()  # [n]
+
+
+def _layout(table, grid):
+    unit = F.normalize(table, dim=1)  # [N, D]
+    rows, cols = torch.div(torch.arange(grid * grid), grid, rounding_mode="floor"), torch.arange(grid * grid) % grid
+    i, j = torch.triu_indices(grid * grid, grid * grid, offset=1)  # [2, pairs]
+    ranks = [_mean_ranks(v) for v in ((unit[i] * unit[j]).sum(1), (rows[i] - rows[j]) ** 2 + (cols[i] - cols[j]) ** 2)]
+    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
+
+
 CORRECT = {
     "num_tokens": lambda height, width, patch_size: (height // patch_size) * (width // patch_size) + 1,
     "image_to_patches": _windows,
@@ -120,6 +149,9 @@ CORRECT = {
     "scaled_dot_product": _attention,
     "cls_head_loss": _cls_head_loss,
     "vit_parameter_count": _count,
+    "shift_images": _shift,
+    "attention_distance": _distance,
+    "layout_score": _layout,
     "cut_patches": _by_hand_patches,
     "attention": _heads_attention,
     "embed_tokens": _embed_tokens,
@@ -150,6 +182,9 @@ STAGES = {
     "cls_head_loss": lambda x, head, labels, smoothing: (head(x[:, 0]), F.cross_entropy(
         head(x[:, 0]), labels, label_smoothing=smoothing)),
     "vit_parameter_count": lambda config: vitsteps.count_parameters(_on_meta(config)),
+    "attention_distance": lambda attention, grid, patch: vitsteps.analysis.mean_attention_distance(
+        [attention], grid, patch)[0],
+    "layout_score": lambda table, grid: vitsteps.analysis.position_rank_correlation(table, grid, 1, 0),
     "cut_patches": vitsteps.patches.image_to_patches,
     "attention": lambda x, qkv, proj, h: _package_attention(x, qkv, proj, h),
     "embed_tokens": lambda patches, proj, cls, pos: vitsteps.tokens.prepend_cls_token(proj(patches), cls) + pos,
@@ -367,6 +402,8 @@ def test_the_reference_agrees_with_pytorchs_or_the_packages_own_route_on_every_c
                 continue
             if isinstance(value, int):
                 assert value == other, case.label
+            elif isinstance(value, float):
+                assert value == pytest.approx(other, abs=1e-5), case.label
             else:
                 assert torch.allclose(value, other, atol=1e-5), case.label
 

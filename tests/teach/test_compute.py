@@ -1,17 +1,15 @@
 """vitsteps.teach.explorers.compute: what the explorers show, computed without a widget, and bad input named."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from helpers import assert_all_refused, refusal_cases
 
 from vitsteps import ViT, get_config, patch_embed_unfold
-from vitsteps.data import digit_image
+from vitsteps.data import digit_image, mnist_image
 from vitsteps.teach.explorers import compute
 
-L = compute.attention_base_config().seq_len  # tokens of the digits model the attention explorer shows (CLS + patches)
+L = compute.attention_base_config().seq_len  # tokens of the mnist model the attention explorer shows (CLS + patches)
 
 
 # ------------------------------------------------------------------------------------- patch pipeline
@@ -103,16 +101,15 @@ def test_token_pipeline_shows_that_slicing_past_the_table_is_silent():
 # ------------------------------------------------------------------------------------------- attention
 
 
-def test_attention_maps_are_those_of_a_seeded_digits_model_and_rows_sum_to_one():
+def test_attention_maps_of_other_heads_are_those_of_a_seeded_untrained_mnist_model_and_rows_sum_to_one(
+        seeded_model):
     maps, trained = compute.attention_maps_for_digit(num_heads=2, depth=1, digit=3)
     assert not trained
-    assert maps.shape == (1, 2, L, L)
+    assert maps.shape == (1, 2, L, L) and L == 50  # CLS + 7x7 patches of a 28x28 digit
     assert torch.allclose(maps.sum(-1), torch.ones(1, 2, L), atol=1e-5)
-    config = dataclasses.replace(compute.attention_base_config(), num_heads=2, depth=1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = ViT(config).eval()
-    assert torch.allclose(maps[0], model.attention_maps(digit_image(3))[0][0])
+    model = seeded_model(0, num_heads=2, depth=1)
+    assert torch.allclose(maps[0], model.attention_maps(mnist_image(3))[0][0])
+    assert torch.equal(compute.explorer_digit(3), mnist_image(3))
 
 
 def test_attention_row_is_the_querys_row_of_that_layer_and_head():
@@ -128,22 +125,52 @@ def test_attention_maps_leave_the_global_random_state_alone():
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-def test_attention_uses_the_trained_model_only_where_heads_and_depth_match(monkeypatch):
-    config = get_config("digits", num_heads=2, depth=2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(7)
-        trained = ViT(config).eval()
-    monkeypatch.setattr(compute, "trained_digits_model", lambda: trained)
-    compute._attention_model.cache_clear()
-    compute._attention_maps.cache_clear()
+def test_attention_uses_the_shipped_model_only_where_heads_and_depth_match_and_says_which(shipped_model,
+                                                                                         seeded_model):
+    trained = shipped_model(seeded_model(7, num_heads=2, depth=2))
+    config = trained.config
+    maps, is_trained = compute.attention_maps_for_digit(num_heads=2, depth=2, digit=3)
+    assert is_trained and compute.attention_base_config() == config
+    assert torch.allclose(maps[1], trained.attention_maps(mnist_image(3))[1][0])
+    assert compute.attention_model_note(2, 2) == (True, "the trained mnist model shipped with vitsteps "
+                                                        "(vitsteps/checkpoints/mnist): 2 blocks of 2 heads, D=64, "
+                                                        "d=D/h=32")
+    maps, is_trained = compute.attention_maps_for_digit(num_heads=4, depth=2, digit=3)
+    assert not is_trained
+    assert not torch.allclose(maps[:, :2], trained.attention_maps(mnist_image(3))[1][0][None])
+    is_trained, note = compute.attention_model_note(4, 2)
+    assert not is_trained and note.startswith("UNTRAINED: the trained mnist model has 2 heads and 2 blocks; 4 heads")
+    assert note.endswith("Set heads to 2 and blocks to 2 to see the trained model.")
+
+
+def test_without_a_shipped_model_every_choice_is_untrained_and_the_note_says_why(shipped_model):
+    shipped_model(None)
+    assert compute.attention_base_config() == get_config("mnist")
+    assert not compute.attention_maps_for_digit(num_heads=4, depth=6, digit=3)[1]
+    is_trained, note = compute.attention_model_note(4, 6)
+    assert not is_trained and note.startswith("UNTRAINED: this installation holds no trained mnist model")
+
+
+def test_the_shipped_model_is_the_mnist_checkpoint_and_an_unreadable_one_is_not_replaced_silently(monkeypatch):
+    from vitsteps import train
+
+    compute.trained_attention_model.cache_clear()
     try:
-        maps, is_trained = compute.attention_maps_for_digit(num_heads=2, depth=2, digit=3)
-        assert is_trained and compute.attention_base_config() == config
-        assert torch.allclose(maps[1], trained.attention_maps(digit_image(3))[1][0])
-        assert not compute.attention_maps_for_digit(num_heads=4, depth=2, digit=3)[1]
+        shipped = compute.trained_attention_model()
+        assert (shipped is None) == ("mnist" not in train.shipped_checkpoints())
+        if shipped is not None:
+            assert not shipped.training and shipped.config == get_config("mnist")
+        compute.trained_attention_model.cache_clear()
+        monkeypatch.setattr(train, "shipped_checkpoints", lambda: ["digits", "mnist"])
+
+        def unreadable(name):
+            raise RuntimeError("a damaged file")
+
+        monkeypatch.setattr(train, "load_pretrained", unreadable)
+        with pytest.raises(RuntimeError, match="a damaged file"):
+            compute.trained_attention_model()
     finally:
-        compute._attention_model.cache_clear()
-        compute._attention_maps.cache_clear()
+        compute.trained_attention_model.cache_clear()
 
 
 # ------------------------------------------------------------------------------------------ model stats
@@ -192,6 +219,13 @@ REFUSED = {
     "token_pipeline: a sequence longer than the table":
         (lambda: compute.token_pipeline_shapes(num_patches=20, max_num_token=16), ValueError,
          r"21 tokens but position_table has only 16 rows \(max_num_token=16\)"),
+    "attention_model_note: heads that do not divide the width":
+        (lambda: compute.attention_model_note(num_heads=3, depth=6), ValueError, r"num_heads"),
+    "attention_model_note: no blocks":
+        (lambda: compute.attention_model_note(num_heads=4, depth=0), ValueError, r"depth must be a positive int"),
+    "attention_maps_for_digit: a digit of 10":
+        (lambda: compute.attention_maps_for_digit(num_heads=4, depth=1, digit=10), ValueError,
+         r"digit must be an int from 0 to 9, got 10"),
     "attention_maps_for_digit: heads that do not divide the width":
         (lambda: compute.attention_maps_for_digit(num_heads=3, depth=1), ValueError,
          r"embed_dim=64 is not divisible by num_heads=3"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import assert_all_refused, refusal_cases  # noqa: E402
+from helpers import assert_all_refused, draw, drawn, refusal_cases  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -28,42 +27,10 @@ from vitsteps.teach import figures  # noqa: E402
 from vitsteps.train import History  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    """Every test starts and ends with no open figure."""
-    plt.close("all")
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(autouse=True)
-def fixed_seed():
-    torch.manual_seed(0)
-
-
-def draw(plot: Callable[..., Figure], *args: object, **kwargs: object) -> Figure:
-    """Call `plot` with every warning turned into an error, and check that it returned a figure and left its inputs
-    alone."""
-    inputs = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
-    copies = [value.detach().clone() for value in inputs]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fig = plot(*args, **kwargs)
-    assert isinstance(fig, Figure)
-    for value, copy in zip(inputs, copies, strict=True):
-        assert torch.equal(value, copy), "the plot changed its input tensor"
-    return fig
-
-
 def scaled(values: torch.Tensor) -> np.ndarray:
     """`values` mapped linearly onto [0, 1], as the figures show pictures."""
     values = values.detach().float()
     return ((values - values.min()) / (values.max() - values.min())).numpy()
-
-
-def drawn(image: matplotlib.image.AxesImage) -> np.ndarray:
-    """The array an `imshow` call holds, its masked (blank) pixels as NaN."""
-    return np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
 
 
 def tick_texts(labels: list[matplotlib.text.Text]) -> list[str]:
@@ -580,88 +547,6 @@ def test_misclassified_with_no_mistakes_says_so():
     assert fig.get_suptitle().startswith("0 of 3 wrong")
 
 
-def test_cls_attention_grid_has_a_row_per_layer_and_the_image_then_a_map_per_head():
-    image = torch.rand(1, 1, 8, 8)  # [1, C, H, W]
-    cls_maps = torch.rand(2, 2, 4, 4)  # [depth, h, rows, cols]
-    fig = draw(figures.plot_cls_attention_grid, image, cls_maps, title="CLS")
-    assert len(fig.axes) == 2 * (2 + 1)
-    rows = [fig.axes[layer * 3:(layer + 1) * 3] for layer in range(2)]
-    for layer, axes in enumerate(rows):
-        assert axes[0].get_ylabel() == f"layer {layer}"
-        np.testing.assert_allclose(drawn(axes[0].images[0]), scaled(image[0, 0]))
-        for head in range(2):
-            overlay = axes[head + 1].images[1]
-            np.testing.assert_array_equal(drawn(overlay), cls_maps[layer, head].numpy())
-            assert overlay.get_extent() == [-0.5, 7.5, 7.5, -0.5]  # stretched over the whole image
-    assert [ax.get_title() for ax in rows[0]] == ["image", "head 0", "head 1"]
-    assert fig.get_suptitle() == "CLS"
-
-
-def test_rollout_puts_each_image_above_its_overlay_with_its_caption():
-    images = torch.rand(3, 1, 4, 4)  # [B, C, H, W]
-    rollout_maps = torch.rand(3, 2, 2)  # [B, rows, cols]
-    fig = draw(figures.plot_rollout, images, rollout_maps, labels=["a", "b", "c"])
-    top, bottom = fig.axes[:3], fig.axes[3:]
-    assert len(fig.axes) == 2 * 3
-    for index in range(3):
-        np.testing.assert_allclose(drawn(top[index].images[0]), scaled(images[index, 0]))
-        np.testing.assert_allclose(drawn(bottom[index].images[0]), scaled(images[index, 0]))
-        np.testing.assert_array_equal(drawn(bottom[index].images[1]), rollout_maps[index].numpy())
-    assert [ax.get_title() for ax in top] == ["a", "b", "c"]
-    assert (top[0].get_ylabel(), bottom[0].get_ylabel()) == ("image", "rollout")
-
-
-def test_rollout_without_labels_has_no_captions():
-    fig = draw(figures.plot_rollout, torch.rand(1, 3, 4, 4), torch.rand(1, 2, 2), title="one")
-    assert fig.axes[0].get_title() == ""
-    assert drawn(fig.axes[0].images[0]).shape == (4, 4, 3)
-    assert fig.get_suptitle() == "one"
-
-
-def test_attention_distance_draws_every_head_per_layer_their_mean_and_the_largest_distance():
-    distances = torch.rand(3, 2) * 5  # [depth, h]
-    fig = draw(figures.plot_attention_distance, distances, image_size=8)
-    (ax,) = fig.axes
-    assert len(ax.collections) == 2
-    for head, points in enumerate(ax.collections):
-        np.testing.assert_allclose(points.get_offsets(), np.stack([np.arange(3), distances[:, head].numpy()], 1),
-                                   rtol=1e-6)
-    mean, corner = ax.lines
-    np.testing.assert_allclose(mean.get_ydata(), distances.mean(dim=1).numpy(), rtol=1e-6)
-    assert list(corner.get_ydata()) == pytest.approx([7 * 2 ** 0.5] * 2)
-    assert tick_texts(ax.get_legend().get_texts()) == ["head 0", "head 1", "mean of heads", "corner to corner"]
-    assert tick_texts(ax.get_xticklabels()) == ["0", "1", "2"]
-    assert ax.get_ylim()[0] == 0
-
-
-def test_attention_distance_without_an_image_size_draws_no_limit():
-    fig = draw(figures.plot_attention_distance, torch.rand(2, 1), title="far")
-    assert len(fig.axes[0].lines) == 1
-    assert fig.axes[0].get_title() == "far"
-
-
-def test_filter_components_draw_one_captioned_panel_per_component_on_one_symmetric_scale():
-    components = torch.randn(5, 1, 2, 2)  # [K, C, P, P]
-    share = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05])
-    fig = draw(figures.plot_filter_components, components, share)
-    panels = fig.axes[:-1]
-    assert len(panels) == 2 * 3 and not fig.axes[-1].images  # grid_shape(5) = 2x3, and a colour bar
-    limit = float(components.abs().max())
-    for index in range(5):
-        image = panels[index].images[0]
-        np.testing.assert_array_equal(drawn(image), components[index, 0].numpy())
-        assert image.get_clim() == pytest.approx((-limit, limit))
-    assert [ax.get_title() for ax in panels] == ["PC 0 (40%)", "PC 1 (30%)", "PC 2 (15%)", "PC 3 (10%)",
-                                                 "PC 4 (5%)", ""]
-    assert not panels[5].images
-
-
-def test_filter_components_without_shares_are_captioned_by_index():
-    fig = draw(figures.plot_filter_components, torch.randn(2, 3, 2, 2), title="two")
-    assert [ax.get_title() for ax in fig.axes[:-1]] == ["PC 0", "PC 1"]
-    assert fig.get_suptitle() == "two"
-
-
 def test_image_grid_puts_per_row_captioned_images_to_a_row_and_leaves_spare_panels_blank():
     images = torch.rand(5, 1, 4, 4)  # [n, C, H, W]
     fig = draw(figures.plot_image_grid, images, titles=[0, 1, 2, 3, 4], title="digits", per_row=3)
@@ -910,37 +795,6 @@ REFUSED = {
     "plot_misclassified: a single image":
         (lambda: figures.plot_misclassified(torch.rand(1, 4, 4), torch.zeros(1).long(), torch.ones(1).long()),
          ValueError, r"images must be a tensor with 4 dimensions"),
-    "plot_cls_attention_grid: a grid that does not tile the image":
-        (lambda: figures.plot_cls_attention_grid(torch.rand(1, 8, 8), torch.rand(2, 2, 3, 3)), ValueError,
-         r"cls_maps has a 3x3 grid that does not tile the 8x8 image; pass the maps"),
-    "plot_cls_attention_grid: maps without the layer dimension":
-        (lambda: figures.plot_cls_attention_grid(torch.rand(1, 8, 8), torch.rand(2, 4, 4)), ValueError,
-         r"cls_maps must be a tensor with 4 dimensions"),
-    "plot_rollout: fewer maps than images":
-        (lambda: figures.plot_rollout(torch.rand(3, 1, 8, 8), torch.rand(2, 4, 4)), ValueError,
-         r"images has 3 images but rollout_maps has 2 maps; pass one per image"),
-    "plot_rollout: the wrong number of labels":
-        (lambda: figures.plot_rollout(torch.rand(3, 1, 8, 8), torch.rand(3, 4, 4), labels=["a", "b"]), ValueError,
-         r"labels has 2 captions for 3 images"),
-    "plot_rollout: a grid that does not tile the images":
-        (lambda: figures.plot_rollout(torch.rand(2, 1, 8, 8), torch.rand(2, 3, 3)), ValueError,
-         r"rollout_maps has a 3x3 grid that does not tile the 8x8 images"),
-    "plot_rollout: a map without the batch dimension":
-        (lambda: figures.plot_rollout(torch.rand(1, 1, 8, 8), torch.rand(4, 4)), ValueError,
-         r"rollout_maps must be a tensor with 3 dimensions"),
-    "plot_attention_distance: distances of one layer as a vector":
-        (lambda: figures.plot_attention_distance(torch.rand(4)), ValueError, r"distances must be a tensor with 2 "),
-    "plot_attention_distance: an image size of 8.0":
-        (lambda: figures.plot_attention_distance(torch.rand(2, 2), image_size=8.0), TypeError,
-         r"image_size must be a positive int, got 8\.0"),
-    "plot_filter_components: shares that are not one per component":
-        (lambda: figures.plot_filter_components(torch.rand(4, 1, 2, 2), torch.rand(3)), ValueError,
-         r"share must be a \[K\] tensor with K=4"),
-    "plot_filter_components: shares given as a list":
-        (lambda: figures.plot_filter_components(torch.rand(4, 1, 2, 2), [0.25] * 4), TypeError,
-         r"share must be a \[K\] tensor with K=4"),
-    "plot_filter_components: a single component":
-        (lambda: figures.plot_filter_components(torch.rand(1, 2, 2)), ValueError, r"components must be a tensor with"),
 }
 
 
@@ -950,15 +804,17 @@ def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusal
 
 
 def test_a_refused_figure_leaves_no_figure_open():
-    with pytest.raises(ValueError, match="image_size"):
-        figures.plot_attention_distance(torch.rand(2, 2), image_size=0)
+    with pytest.raises(ValueError, match="patch_size"):
+        figures.plot_patch_grid(torch.rand(1, 4, 8), 3)
     assert not plt.get_fignums()
 
 
 def test_every_figure_is_tested_here_and_refuses_a_bad_input():
-    source = Path(__file__).read_text()
-    drawn_here = set(re.findall(r"figures\.(\w+)\(", source))
-    refused = {case.split(":")[0] for case in REFUSED}
+    """Here or in `figures/test_<module>.py` (e.g. notebook 08's figures in `figures/test_inside.py`)."""
+    folder = Path(__file__).parent
+    source = "\n".join(path.read_text() for path in [Path(__file__), *sorted(folder.glob("figures/test_*.py"))])
+    drawn_here = set(re.findall(r"\b(?:figures|inside|training)\.(\w+)\(", source))
+    refused = set(re.findall(r'^ +"(\w+): ', source, re.MULTILINE))
     assert set(figures.__all__) - {"si_format"} <= drawn_here, "add a behaviour test for these figures"
     assert set(figures.__all__) - {"si_format"} <= refused, "add a bad-input case for these figures"
 

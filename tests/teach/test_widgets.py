@@ -14,7 +14,7 @@ from vitsteps import PRESETS
 from vitsteps.teach.explorers import attention_explorer, compute, model_calculator, patch_explorer, token_explorer
 from vitsteps.teach.explorers import widgets as W
 
-L = compute.attention_base_config().seq_len  # tokens of the digits model the attention explorer shows (CLS + patches)
+L = compute.attention_base_config().seq_len  # tokens of the mnist model the attention explorer shows (CLS + patches)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FACTORIES = [patch_explorer, token_explorer, attention_explorer, model_calculator]
 
@@ -123,12 +123,36 @@ def test_attention_explorer_keeps_layer_and_head_inside_the_model_and_redraws_fo
 
 
 def test_attention_explorer_starts_from_the_shipped_model_or_the_preset():
-    trained = compute.trained_digits_model()
-    config = trained.config if trained is not None else PRESETS["digits"]
+    trained = compute.trained_attention_model()
+    config = trained.config if trained is not None else PRESETS["mnist"]
     explorer = attention_explorer()
     assert (explorer.controls["num_heads"].value, explorer.controls["depth"].value) == (config.num_heads,
                                                                                          config.depth)
-    assert ("trained digits model" in explorer.model_note.value) == (trained is not None)
+    assert explorer.trained == (trained is not None)
+    assert ("the trained mnist model shipped with vitsteps" in explorer.model_note.value) == (trained is not None)
+    assert ("UNTRAINED" in explorer.message.value) == (trained is None)
+
+
+def test_attention_explorer_says_in_red_whenever_heads_or_depth_make_an_untrained_model(shipped_model,
+                                                                                      seeded_model):
+    shipped_model(seeded_model(7, num_heads=2, depth=2))
+    explorer = attention_explorer()
+    assert explorer.trained and explorer.message.value == ""
+    assert "the trained mnist model shipped with vitsteps" in explorer.model_note.value
+    trained_picture = bytes(explorer.figure.value)
+    explorer.controls["depth"].value = 3
+    assert not explorer.trained and explorer.error is None  # a working model, but not the trained one
+    assert "vitsteps-untrained" in explorer.message.value and "#b3261e" in explorer.message.value
+    assert ("UNTRAINED: the trained mnist model has 2 heads and 2 blocks; 2 heads and 3 blocks make a new model "
+            "with random weights") in explorer.message.value
+    assert "untrained model" in explorer.model_note.value
+    assert explorer._fig.get_suptitle() == "layer 0, head 0 of 2: UNTRAINED model (random weights)"
+    explorer.set(depth=2, num_heads=4)
+    assert not explorer.trained and "4 heads and 2 blocks" in explorer.message.value
+    explorer.set(num_heads=2)
+    assert explorer.trained and explorer.message.value == ""
+    assert explorer._fig.get_suptitle() == "layer 0, head 0 of 2: trained model"
+    assert bytes(explorer.figure.value) == trained_picture
 
 
 def test_model_calculator_buttons_set_the_presets_with_one_redraw_each():
@@ -208,3 +232,12 @@ REFUSED = {
 @refusal_cases(REFUSED)
 def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
     assert_all_refused(refusals)
+
+
+def test_attention_explorer_answers_an_impossible_combination_with_a_message_not_a_traceback():
+    explorer = attention_explorer(num_heads=4, depth=6, head=3)
+    explorer.set(num_heads=2)  # set() moves the heads alone: head 3 of 2 cannot be shown
+    assert "head must be an int from 0 to 1, got 3" in explorer.error
+    assert "vitsteps-problem" in explorer.message.value and "last choice that worked" in explorer.message.value
+    explorer.set(head=1)
+    assert explorer.error is None

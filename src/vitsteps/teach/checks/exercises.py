@@ -26,7 +26,7 @@ from torch import nn
 from ...model import ViTConfig
 from ..properties import pixel_span
 from . import references
-from .spec import Case, Exercise, Mistake, as_int
+from .spec import Case, Exercise, Mistake, as_float, as_int
 
 # how close an output must be to the reference, in every exercise
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
@@ -661,6 +661,147 @@ VIT_PARAMETER_COUNT = Exercise(
     passes=("toy, ViT-B/16, no qkv bias, a sin-cos table, no head, random configurations", "values vs the reference"))
 
 
+# --------------------------------------------------------------------------------------- 07: training
+
+
+def _shift_images_cases(generator: torch.Generator) -> list[Case]:
+    cases = []
+    for B, C, H, W, largest in [(4, 1, 28, 28, 4), (3, 3, 8, 6, 3), (5, 1, 5, 5, 4), (2, 2, 9, 12, 8)]:
+        offsets = torch.randint(-largest, largest + 1, (B, 2), generator=generator)  # [B, 2]
+        offsets[0] = torch.tensor([largest, -largest])  # [2], the first image to a corner
+        cases.append(Case(f"images [{B}, {C}, {H}, {W}], offsets up to {largest} px",
+                          (_randn(generator, B, C, H, W), offsets), grad_args=(0,)))
+    cases.append(Case("images [1, 1, 6, 6], offsets (0, 0)", (_randn(generator, 1, 1, 6, 6),
+                                                              torch.zeros(1, 2, dtype=torch.int64))))
+    return _batched(cases, generator)
+
+
+def _rolled(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.roll(image, (down, right), dims=(-2, -1))  # [C, H, W]
+                        for image, (down, right) in zip(images, offsets.tolist(), strict=True)])  # [B, C, H, W]
+
+
+SHIFT_IMAGES = Exercise(
+    "shift_images", "07_training", "ex07_shift_images", _shift_images_cases, references.shift_images, (
+        Mistake("wraps around", _rolled,
+                "what leaves one side comes back on the other (as torch.roll does): a shifted digit must leave zeros "
+                "where it moved away from, and the pixels pushed past the edge are gone."),
+        Mistake("opposite direction", lambda images, offsets: references.shift_images(images, -offsets),
+                "the images move the wrong way: a positive first offset moves the content down (towards larger row "
+                "indices), a positive second offset moves it right."),
+        Mistake("rows and columns swapped", lambda images, offsets: references.shift_images(images, offsets.flip(1)),
+                "rows and columns are swapped: offsets[:, 0] moves along the rows (down), offsets[:, 1] along the "
+                "columns (right)."),
+        Mistake("one offset for the batch",
+                lambda images, offsets: references.shift_images(images, offsets[:1].expand_as(offsets)),
+                "every image moved by the first image's offset: each image has its own row of `offsets`."),
+    ), package_reference=("vitsteps.data.random_shift",), **TOLERANCE,
+    signature="fn(images [B,C,H,W], offsets [B,2] int64 (down, right)) -> [B, C, H, W]",
+    passes=("shapes", "values vs the reference", "zeros where the image moved away", *BATCH_CHECKS))
+
+
+# --------------------------------------------------------------------------------------- 08: inside the model
+
+
+def _softmaxed(generator: torch.Generator, B: int, h: int, L: int, sharpness: float) -> torch.Tensor:
+    return (sharpness * _randn(generator, B, h, L, L)).softmax(dim=-1)  # [B, h, L, L], rows sum to 1
+
+
+def _attention_distance_cases(generator: torch.Generator) -> list[Case]:
+    cases = [Case(f"attention [{B}, {h}, {grid * grid + 1}, {grid * grid + 1}] ({grid}x{grid} patches of {P} px)",
+                  (_softmaxed(generator, B, h, grid * grid + 1, sharpness), grid, P))
+             for B, h, grid, P, sharpness in [(2, 4, 2, 4, 1.0), (3, 4, 7, 4, 3.0), (1, 2, 3, 7, 2.0),
+                                              (2, 1, 4, 2, 0.5)]]
+    for name, weights in (("each patch looks only at itself", torch.eye(10)),
+                          ("every token looks at every token equally", torch.full((10, 10), 0.1))):
+        cases.append(Case(f"attention [1, 1, 10, 10] (3x3 patches of 4 px), {name}", (weights[None, None], 3, 4)))
+    return cases
+
+
+def _distance_kept_cls(attention: torch.Tensor, grid_size: int, patch_size: int) -> torch.Tensor:
+    distances = references.centre_distances(grid_size, patch_size).to(attention.dtype)  # [N, N]
+    return (attention[:, :, 1:, 1:] * distances).sum(dim=-1).mean(dim=(0, 2))  # [h]
+
+
+ATTENTION_DISTANCE = Exercise(
+    "attention_distance", "08_inside_the_model", "ex08_attention_distance", _attention_distance_cases,
+    references.attention_distance, (
+        Mistake("weights not renormalised", _distance_kept_cls,
+                "after dropping the CLS column each patch's weights no longer sum to 1: divide each row by its sum "
+                "before weighting the distances."),
+        Mistake("distance in patches",
+                lambda attention, grid, P: references.attention_distance(attention, grid, P) / P,
+                "the distances are in patches: multiply the grid steps by patch_size to measure them in pixels."),
+        Mistake("summed over query patches",
+                lambda attention, grid, P: references.attention_distance(attention, grid, P) * grid * grid,
+                "the distances are summed over query patches: average them (and over the images)."),
+    ), package_reference=("vitsteps.analysis.mean_attention_distance",), **TOLERANCE,
+    signature="fn(attention [B,h,L,L] (CLS first), grid_size, patch_size) -> [h] pixels",
+    passes=("shapes", "values vs the reference", "0 for self-only attention"))
+
+
+def _layout_table(generator: torch.Generator, grid: int, D: int, noise: float) -> torch.Tensor:
+    """Rows that vary smoothly with the patch's place (plus noise): a table that knows the layout."""
+    row, col = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")  # [grid, grid] each
+    frequencies = torch.rand(D // 2, generator=generator) + 0.2  # [D/2]
+    angle = torch.cat([row.flatten()[:, None] * frequencies, col.flatten()[:, None] * frequencies], dim=1)  # [N, D]
+    return angle.cos() + noise * _randn(generator, grid * grid, D)  # [N, D]
+
+
+def _layout_score_cases(generator: torch.Generator) -> list[Case]:
+    cases = [Case(f"a random table [{grid * grid}, {D}] ({grid}x{grid} patches)", (_randn(generator, grid * grid, D),
+                                                                                   grid))
+             for grid, D in [(3, 8), (4, 16), (7, 64)]]
+    cases += [Case(f"a table that knows the layout [{grid * grid}, {D}] ({grid}x{grid} patches, noise {noise})",
+                   (_layout_table(generator, grid, D, noise), grid)) for grid, D, noise in [(7, 64, 0.3), (5, 16, 1.0)]]
+    return cases
+
+
+def _layout(table: torch.Tensor, grid: int, *, cosine: bool = True, use_ranks: bool = True,
+            every_pair: bool = False, rank: Callable[[list[float]], list[float]] = references.ranks) -> float:
+    """The layout score as a mistake computes it."""
+    rows = table.double()  # [N, D]
+    similarity = rows @ rows.T  # [N, N]
+    if cosine:
+        norms = rows.norm(dim=1)  # [N]
+        similarity = similarity / (norms[:, None] * norms[None, :])  # [N, N]
+    distances = references.centre_distances(grid, 1)  # [N, N]
+    if every_pair:
+        x, y = similarity.flatten().tolist(), distances.flatten().tolist()
+    else:
+        i, j = torch.triu_indices(len(rows), len(rows), offset=1)  # [2, n(n-1)/2]
+        x, y = similarity[i, j].tolist(), distances[i, j].tolist()
+    return references.pearson(rank(x), rank(y)) if use_ranks else references.pearson(x, y)
+
+
+def _ties_hint(case: Case, got: object) -> str | None:
+    """A value near the right one: most often ties ranked one by one."""
+    number = as_float(got)
+    if number is not None and abs(number - references.layout_score(*case.args)) < 0.05:
+        return ("close, but not equal: many pairs share a distance (every pair of neighbours is 1 apart), and tied "
+                "values must share the mean of the ranks they occupy, not get ranks in the order they come.")
+    return None
+
+
+LAYOUT_SCORE = Exercise(
+    "layout_score", "08_inside_the_model", "ex08_layout_score", _layout_score_cases, references.layout_score, (
+        Mistake("values, not ranks", lambda table, grid: _layout(table, grid, use_ranks=False),
+                "this is Pearson's correlation of the values: rank each list first (Spearman), so that only the "
+                "order of the similarities counts, not how they are spread."),
+        Mistake("each patch with itself, every pair twice", lambda table, grid: _layout(table, grid, every_pair=True),
+                "the whole N x N matrix went in, the diagonal too (each patch with itself: similarity 1, distance "
+                "0): take each pair of distinct patches once."),
+        Mistake("dot products, not cosines", lambda table, grid: _layout(table, grid, cosine=False),
+                "the similarity is a dot product: divide by the two rows' lengths (cosine similarity), or long rows "
+                "look similar to everything."),
+    ), forbidden=("scipy.stats.spearmanr", "scipy.stats.rankdata"),
+    package_reference=("vitsteps.analysis.position_rank_correlation", "vitsteps.analysis.rank_correlation"),
+    explain=_ties_hint, outputs=("correlation",), **TOLERANCE,
+    signature="fn(position_table [N, D], grid_size) -> float",
+    passes=("random and layout-aware tables", "values vs the reference", "ties share their mean rank",
+            "no scipy ranking"))
+
+
 # --------------------------------------------------------------------------------------- 09: the bug hunt
 
 SUSPECT = "this is still what the suspect's {name} returns: "
@@ -808,5 +949,6 @@ ENCODER_BLOCK = Exercise(
 # section of its notebook above, and list it here.
 EXERCISES: dict[str, Exercise] = {exercise.name: exercise for exercise in (
     NUM_TOKENS, IMAGE_TO_PATCHES, IMAGE2EMB_NAIVE, WEIGHT_TO_KERNEL, IMAGE2EMB_CONV, PREPEND_CLS_TOKEN,
-    ADD_POSITION_EMBEDDING, SPLIT_HEADS, SCALED_DOT_PRODUCT, CLS_HEAD_LOSS, VIT_PARAMETER_COUNT, CUT_PATCHES, ATTENTION,
+    ADD_POSITION_EMBEDDING, SPLIT_HEADS, SCALED_DOT_PRODUCT, CLS_HEAD_LOSS, VIT_PARAMETER_COUNT, SHIFT_IMAGES,
+    ATTENTION_DISTANCE, LAYOUT_SCORE, CUT_PATCHES, ATTENTION,
     EMBED_TOKENS, ENCODER_BLOCK)}

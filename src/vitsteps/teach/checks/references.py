@@ -175,6 +175,75 @@ def vit_parameter_count(config: ViTConfig) -> int:
     return vit_parameter_parts(config)["total"]
 
 
+# --------------------------------------------------------------------------------------- 07
+
+
+def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Each image moved by its own whole-pixel offset (down, right), copied rectangle by rectangle into zeros."""
+    shifted = torch.zeros_like(images)  # [B, C, H, W]
+    H, W = images.shape[-2:]
+    for index, (down, right) in enumerate(offsets.tolist()):
+        shifted[index, :, max(0, down):H + min(0, down), max(0, right):W + min(0, right)] = \
+            images[index, :, max(0, -down):H - max(0, down), max(0, -right):W - max(0, right)]
+    return shifted
+
+
+# --------------------------------------------------------------------------------------- 08
+
+
+def centre_distances(grid_size: int, patch_size: int) -> torch.Tensor:
+    """Pixels between the centres of every pair of patches of a square grid, pair by pair: `[N, N]`."""
+    centres = [(row * patch_size, col * patch_size) for row in range(grid_size) for col in range(grid_size)]
+    return torch.tensor([[math.dist(a, b) for b in centres] for a in centres], dtype=torch.float64)  # [N, N]
+
+
+def attention_distance(attention: torch.Tensor, grid_size: int, patch_size: int) -> torch.Tensor:
+    """Per head: the patch-to-patch weights (CLS row and column dropped, each row summing to 1 again) times the
+    distances, summed over keys, averaged over query patches and images."""
+    weights = attention[:, :, 1:, 1:].double()  # [B, h, N, N]
+    weights = weights / weights.sum(dim=-1, keepdim=True)  # [B, h, N, N]
+    distances = centre_distances(grid_size, patch_size)  # [N, N]
+    per_head = [sum(float((weights[b, head] * distances).sum()) / weights.shape[2] for b in range(len(weights)))
+                / len(weights) for head in range(weights.shape[1])]
+    return torch.tensor(per_head, dtype=attention.dtype)  # [h]
+
+
+def ranks(values: list[float]) -> list[float]:
+    """Ranks from 0, tied values sharing the mean of the ranks they occupy."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    result = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            result[order[position]] = (start + end) / 2
+        start = end + 1
+    return result
+
+
+def pearson(x: list[float], y: list[float]) -> float:
+    """Pearson's correlation of two samples."""
+    mean_x, mean_y = sum(x) / len(x), sum(y) / len(y)
+    covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True))
+    spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))
+    return covariance / spread
+
+
+def layout_score(position_table: torch.Tensor, grid_size: int) -> float:
+    """Spearman's correlation, over each pair of distinct patches once, between the cosine similarity of their rows
+    and the distance between their centres."""
+    rows = position_table.double()  # [N, D]
+    distances = centre_distances(grid_size, 1)  # [N, N]
+    similarity, distance = [], []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            similarity.append(float(rows[i] @ rows[j] / (rows[i].norm() * rows[j].norm())))
+            distance.append(float(distances[i, j]))
+    return pearson(ranks(similarity), ranks(distance))
+
+
 # --------------------------------------------------------------------------------------- 09
 
 

@@ -14,6 +14,7 @@ import copy
 import importlib
 import inspect
 import math
+import numbers
 import operator
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -204,6 +205,14 @@ def _value_difference(exercise: Exercise, what: str, got: object, expected: obje
         if whole != expected:
             return f"expected {expected:,} {exercise.outputs[0]}, got {whole:,} (off by {whole - expected:+,}).", None
         return None, None
+    if isinstance(expected, float):
+        number = as_float(got)
+        if number is None:
+            return (f"expected a number (a float), got {type(got).__name__} {got!r}.",
+                    "return a Python float, e.g. `return float(total)`.")
+        if math.isnan(number) or abs(number - expected) > exercise.atol + exercise.rtol * abs(expected):
+            return f"{what}: expected {expected:.6g}, got {number:.6g} (off by {number - expected:+.4g}).", None
+        return None, None
     if not isinstance(got, torch.Tensor):
         return (f"{what} should be a torch.Tensor of shape {_shape(expected)}, got {type(got).__name__}.",
                 "return the tensor itself (not a list, a number, a NumPy array or a tuple).")
@@ -224,6 +233,18 @@ def _value_difference(exercise: Exercise, what: str, got: object, expected: obje
         return (f"{what}: the shape {_shape(expected)} is right but the values differ: max abs difference "
                 f"{difference:.4g} (allowed {exercise.atol:g} + {exercise.rtol:g} x |expected|)."), None
     return None, None
+
+
+def as_float(value: object) -> float | None:
+    """`value` as a float if it is a single real number (Python or NumPy number, one-element tensor), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 and not value.is_complex() else None
+    try:
+        return float(value) if isinstance(value, numbers.Real) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def as_int(value: object) -> int | None:

@@ -1,5 +1,6 @@
 """What the explorers show, computed without any widget: each step's shape through stages 01 to 04 run by the
-package's own functions, a digits ViT's attention, and a ViT's length, parameters and FLOPs.
+package's own functions, the shipped `mnist` ViT's attention (saying so whenever a choice of heads or depth makes
+it another, untrained model), and a ViT's length, parameters and FLOPs.
 
 Everything here is testable without a browser; `widgets` only wires these functions to sliders.
 A combination that cannot work raises the package's own error, which the widget shows as a message.
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from ... import _validate
 from ..._validate import InputValueError
-from ...data import digit_image
+from ...data import digit_image, mnist_image
 from ...model import PRESETS, ViT, ViTConfig, count_parameters, parameter_formula, vit_flops
 from ...patches import image_to_patches, patch_embed_conv, patch_embed_unfold, weight_to_kernel
 from ...tokens import add_position_embedding, prepend_cls_token
@@ -222,28 +223,68 @@ def token_pipeline_shapes(batch_size: int = 1, num_patches: int = 4, model_dim: 
     return pipeline.steps
 
 
-@functools.lru_cache(maxsize=1)
-def trained_digits_model() -> ViT | None:
-    """The trained digits model shipped in `vitsteps/checkpoints/digits.*`, or None if there is none."""
-    try:
-        from ...train import load_pretrained
+# the shipped checkpoint the attention explorer shows (notebooks 05 and 08)
+ATTENTION_CHECKPOINT = "mnist"
 
-        model, _ = load_pretrained("digits")
-    except Exception:  # no checkpoint yet, or one this version cannot read: fall back to a seeded model
+
+@functools.lru_cache(maxsize=1)
+def trained_attention_model() -> ViT | None:
+    """The trained `mnist` model shipped in `vitsteps/checkpoints/mnist.*`, or None when this installation holds
+    none. A checkpoint that is there but cannot be read raises: the explorer never falls back to random weights
+    without saying so."""
+    from ...train import load_pretrained, shipped_checkpoints
+
+    if ATTENTION_CHECKPOINT not in shipped_checkpoints():
         return None
+    model, _ = load_pretrained(ATTENTION_CHECKPOINT)
     return model.eval()
 
 
 def attention_base_config() -> ViTConfig:
-    """The configuration the attention explorer starts from: the shipped digits model's, else the preset's."""
-    trained = trained_digits_model()
-    return trained.config if trained is not None else PRESETS["digits"]
+    """The configuration the attention explorer starts from: the shipped `mnist` model's, else the preset's."""
+    trained = trained_attention_model()
+    return trained.config if trained is not None else PRESETS[ATTENTION_CHECKPOINT]
+
+
+def _check_heads_and_depth(num_heads: object, depth: object) -> ViTConfig:
+    """The base configuration with these heads and depth (the package's own checks say what is wrong)."""
+    _validate.positive_int(num_heads, "num_heads")
+    _validate.positive_int(depth, "depth")
+    return dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)
+
+
+def attention_model_note(num_heads: int, depth: int) -> tuple[bool, str]:
+    """Which model the attention explorer shows for these heads and depth, in words.
+
+    Args:
+        num_heads: heads `h`; must divide the model's embed_dim (64 in the `mnist` preset).
+        depth: number of blocks.
+
+    Returns:
+        `(trained, note)`: True and a description of the shipped model when it has these heads and depth;
+        False and a note that says the model is untrained, why, and how to get the trained one otherwise.
+    """
+    config = _check_heads_and_depth(num_heads, depth)
+    trained = trained_attention_model()
+    shape = f"{depth} blocks of {num_heads} heads, D={config.embed_dim}, d=D/h={config.embed_dim // num_heads}"
+    if trained is None:
+        return False, (f"UNTRAINED: this installation holds no trained {ATTENTION_CHECKPOINT} model "
+                       f"(vitsteps/checkpoints/{ATTENTION_CHECKPOINT}.pt; `make results` writes it). These are "
+                       f"random weights (seed 0), {shape}: their attention is close to uniform.")
+    base = trained.config
+    if (base.num_heads, base.depth) == (num_heads, depth):
+        return True, (f"the trained {ATTENTION_CHECKPOINT} model shipped with vitsteps "
+                      f"(vitsteps/checkpoints/{ATTENTION_CHECKPOINT}): {shape}")
+    return False, (f"UNTRAINED: the trained {ATTENTION_CHECKPOINT} model has {base.num_heads} heads and {base.depth} "
+                   f"blocks; {num_heads} heads and {depth} blocks make a new model with random weights (seed 0), "
+                   f"never trained: its attention is close to uniform. Set heads to {base.num_heads} and blocks to "
+                   f"{base.depth} to see the trained model.")
 
 
 @functools.lru_cache(maxsize=8)
 def _attention_model(num_heads: int, depth: int) -> tuple[ViT, bool]:
-    """`(model, trained)`: the trained digits model if it has these heads and depth, else a seeded new one."""
-    trained = trained_digits_model()
+    """`(model, trained)`: the trained `mnist` model if it has these heads and depth, else a seeded new one."""
+    trained = trained_attention_model()
     if trained is not None and (trained.config.num_heads, trained.config.depth) == (num_heads, depth):
         return trained, True
     config = dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)
@@ -253,32 +294,38 @@ def _attention_model(num_heads: int, depth: int) -> tuple[ViT, bool]:
     return model.eval(), False
 
 
+def explorer_digit(digit: int = 3) -> torch.Tensor:
+    """The digit the attention explorer shows: the first MNIST test image of class `digit`, `[1, 1, 28, 28]`."""
+    return mnist_image(digit)  # [1, 1, 28, 28]
+
+
 @functools.lru_cache(maxsize=32)
 def _attention_maps(num_heads: int, depth: int, digit: int) -> tuple[torch.Tensor, bool]:
     model, trained = _attention_model(num_heads, depth)
-    image = digit_image(digit)  # [1, 1, 8, 8]
-    maps = model.attention_maps(image)  # depth x [1, h, L, L]
+    with torch.no_grad():
+        maps = model.attention_maps(explorer_digit(digit))  # depth x [1, h, L, L]
     return torch.cat(maps), trained  # [depth, h, L, L]
 
 
-def attention_maps_for_digit(num_heads: int = 4, depth: int = 4, digit: int = 3) -> tuple[torch.Tensor, bool]:
-    """Attention weights of every block and head of a digits ViT looking at one digit.
+def attention_maps_for_digit(num_heads: int = 4, depth: int = 6, digit: int = 3) -> tuple[torch.Tensor, bool]:
+    """Attention weights of every block and head of the `mnist` ViT looking at one 28x28 digit.
 
-    The model is the trained `digits` checkpoint when one is shipped and has these `num_heads` and `depth`;
-    otherwise the same configuration (the checkpoint's, else the `digits` preset's) with these values,
-    initialised with seed 0: untrained, its attention is close to uniform.
+    The model is the trained `mnist` checkpoint when one is shipped and has these `num_heads` and `depth`;
+    otherwise the same configuration (the checkpoint's, else the `mnist` preset's) with these values,
+    initialised with seed 0: untrained, its attention is close to uniform, and `trained` says so
+    (`attention_model_note` says it in words).
 
     Args:
-        num_heads: heads `h`; must divide the model's embed_dim (64 in the `digits` preset).
+        num_heads: heads `h`; must divide the model's embed_dim (64 in the `mnist` preset).
         depth: number of blocks.
-        digit: which digit to show it, 0 to 9.
+        digit: which digit to show it, 0 to 9 (the first MNIST test image of that class).
 
     Returns:
-        `([depth, h, L, L] weights, trained)`; each row sums to 1. For the `digits` preset `L = 5`: the CLS
-        token and 4 patches of 4x4.
+        `([depth, h, L, L] weights, trained)`; each row sums to 1. For the `mnist` preset `L = 50`: the CLS
+        token and a 7x7 grid of 4x4 patches.
     """
-    dataclasses.replace(attention_base_config(), num_heads=num_heads, depth=depth)  # the package's own checks
-    digit_image(digit)
+    _check_heads_and_depth(num_heads, depth)
+    _validate.int_in(digit, "digit", 0, 9, "pass e.g. 3")
     maps, trained = _attention_maps(num_heads, depth, digit)
     return maps.clone(), trained  # [depth, h, L, L]
 

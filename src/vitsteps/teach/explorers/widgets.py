@@ -28,7 +28,9 @@ from .compute import (
     TOKEN_STEPS,
     attention_base_config,
     attention_maps_for_digit,
+    attention_model_note,
     attention_row,
+    explorer_digit,
     model_stats,
     patch_pipeline,
     shape_text,
@@ -64,9 +66,11 @@ def _code(text: str) -> str:
     return f"<code>{html.escape(text)}</code>"
 
 
-def _message(text: str, ok: bool = False) -> str:
+def _message(text: str, ok: bool = False, kind: str | None = None) -> str:
+    """A message line: green when `ok`, else red; its CSS class is `vitsteps-<kind>` (default "ok" or "problem")."""
     colour = "#1a7f37" if ok else "#b3261e"
-    return (f"<div class='vitsteps-{'ok' if ok else 'problem'}' style='color:{colour};white-space:normal'>"
+    kind = kind or ("ok" if ok else "problem")
+    return (f"<div class='vitsteps-{kind}' style='color:{colour};white-space:normal'>"
             f"{html.escape(text)}</div>")
 
 
@@ -265,7 +269,11 @@ class TokenExplorer(Explorer):
 
 
 class AttentionExplorer(Explorer):
-    """Stage 05: heads, depth, layer, head and query token -> where that token looks on a digit."""
+    """Stage 05: heads, depth, layer, head and query token -> where that token looks on a 28x28 digit.
+
+    At the shipped `mnist` model's heads and depth it shows that trained model; any other choice builds an
+    untrained model of that shape, and the widget says so in red above the figure and in the figure's title.
+    """
 
     def __init__(self, num_heads: int | None = None, depth: int | None = None, layer: int = 0, head: int = 0,
                  query: int = 0, digit: int = 3) -> None:
@@ -277,9 +285,8 @@ class AttentionExplorer(Explorer):
         _validate.one_of(num_heads, "num_heads", heads, f"these divide embed_dim={base.embed_dim}")
         _slider_value(depth, "depth", 1, max_depth)
         for value, name, high in ((layer, "layer", depth - 1), (head, "head", num_heads - 1),
-                                  (query, "query", base.num_patches)):
+                                  (query, "query", base.num_patches), (digit, "digit", 9)):
             _slider_value(value, name, 0, high)
-        digit_image(digit)
         controls = {
             "num_heads": widgets.SelectionSlider(options=heads, value=num_heads, description="heads h",
                                                  continuous_update=False, style={"description_width": "110px"},
@@ -291,7 +298,16 @@ class AttentionExplorer(Explorer):
             "digit": _int_slider("digit", digit, 0, 9),
         }
         self.model_note = widgets.HTML()
+        self.model_note.add_class("vitsteps-model-note")
+        self.trained = False
+        self._untrained_note = ""
         super().__init__(controls, "vitsteps-attention-explorer", extra=[self.model_note])
+
+    def update(self) -> None:
+        """Recompute and redraw; for an untrained model the message line above the figure says so, in red."""
+        super().update()
+        if self.error is None and not self.trained:
+            self.message.value = _message(self._untrained_note, kind="untrained")
 
     def _on_change(self, change: dict) -> None:
         """Keep layer and head inside the model (their sliders end at depth - 1 and num_heads - 1), then update."""
@@ -304,14 +320,13 @@ class AttentionExplorer(Explorer):
 
     def _compute(self, num_heads: int, depth: int, layer: int, head: int, query: int, digit: int
                  ) -> tuple[str, str, FigureMaker, None]:
-        maps, trained = attention_maps_for_digit(num_heads, depth, digit)
+        trained, note = attention_model_note(num_heads, depth)
+        maps, _ = attention_maps_for_digit(num_heads, depth, digit)
         weights = attention_row(num_heads, depth, layer, head, query, digit)  # [L]
         L = weights.shape[0]
-        config = attention_base_config()
-        weights_note = ("trained digits model (vitsteps/checkpoints/digits)" if trained
-                        else "untrained model, seed 0: its attention is close to uniform")
-        self.model_note.value = (f"<small>{weights_note}; D={config.embed_dim}, "
-                                 f"d=D/h={config.embed_dim // num_heads}</small>")
+        self.trained, self._untrained_note = trained, "" if trained else note
+        self.model_note.value = (f"<small>{html.escape(note)}</small>" if trained else
+                                 "<small style='color:#b3261e'><b>untrained model</b> (see the red line below)</small>")
         top = torch.topk(weights[1:], k=min(3, L - 1))
         strongest = ", ".join(f"patch {int(index)} ({float(value):.2f})"
                               for value, index in zip(top.values, top.indices, strict=True))
@@ -322,14 +337,17 @@ class AttentionExplorer(Explorer):
             ("the query's row", _code("weights[query]"),
              f"<b>{shape_text((L,))}</b>, sums to {float(weights.sum()):.2f}"),
             ("weight on CLS", "", f"{float(weights[0]):.3f}"),
+            ("uniform weight", "1 / L", f"{1 / L:.3f}"),
             ("strongest patches", "", strongest),
         ]
         table = _table(("what", "code", "value"), rows)
-        title = f"layer {layer}, head {head} of {num_heads} ({'trained' if trained else 'untrained'})"
+        title = (f"layer {layer}, head {head} of {num_heads}: trained model" if trained
+                 else f"layer {layer}, head {head} of {num_heads}: UNTRAINED model (random weights)")
+        patch_size = attention_base_config().patch_size
 
         def make_figure(fig: Figure | None) -> Figure:
-            return figures.plot_attention_on_image(digit_image(digit)[0], maps[layer, head], config.patch_size, query,
-                                               title=title, fig=fig)
+            return figures.plot_attention_on_image(explorer_digit(digit)[0], maps[layer, head], patch_size, query,
+                                                   title=title, fig=fig)
 
         return table, "", make_figure, None
 
@@ -432,10 +450,12 @@ def token_explorer(batch_size: int = 1, num_patches: int = 4, model_dim: int = 8
 
 def attention_explorer(num_heads: int | None = None, depth: int | None = None, layer: int = 0, head: int = 0,
                        query: int = 0, digit: int = 3) -> AttentionExplorer:
-    """Stage 05: a digits ViT's attention, one layer, head and query token at a time, over the digit's patches.
+    """Stages 05 and 08: the `mnist` ViT's attention, one layer, head and query token at a time, over a 28x28
+    digit's 7x7 patches.
 
-    Heads and depth default to the trained digits checkpoint's when one is shipped (then its trained
-    weights are shown), else to the `digits` preset's with seed-0 weights.
+    Heads and depth default to the shipped trained `mnist` model's (4 and 6), whose weights are then shown.
+    Any other heads or depth, or an installation without that checkpoint, gives an untrained model with
+    seed-0 weights, and the widget says so in red.
     """
     return AttentionExplorer(num_heads, depth, layer, head, query, digit)
 

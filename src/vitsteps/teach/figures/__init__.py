@@ -9,15 +9,22 @@
 | `tokens`   | 03, 04    | a matrix, token sequences, token assembly, position similarity                       |
 | `encoder`  | 05        | attention per head, attention of one token on the image                              |
 | `model`    | 06        | parameter breakdown, cost breakdown, class scores                                    |
-| `training` | 07        | image grid, learning rate, training curves, confusion matrix, misclassified images   |
-| `inside`   | 08        | CLS attention per layer and head, rollout, attention distance, filter components     |
+| `training` | 07        | image grid, shifted digits, learning rate, training curves, confusion matrix,       |
+|            |           | misclassified images, training-set-size sweep, ablation ladder                       |
+| `inside`   | 08        | position layout and its curve, attention distance, attention maps, filter components |
 
 Every function returns the `Figure` it drew (a notebook shows it); none of them changes its inputs. The
 helpers they share (the patch grid, panels redrawn in place) live in `_draw`.
 """
 from ._draw import grid_shape, si_format
 from .encoder import plot_attention_heads, plot_attention_on_image
-from .inside import plot_attention_distance, plot_cls_attention_grid, plot_filter_components, plot_rollout
+from .inside import (
+    plot_attention_distance,
+    plot_attention_maps,
+    plot_filter_components,
+    plot_layout_curve,
+    plot_position_layout,
+)
 from .model import plot_class_scores, plot_cost_breakdown, plot_parameter_breakdown
 from .patches import (
     patch_mosaic,
@@ -29,18 +36,22 @@ from .patches import (
 )
 from .tokens import plot_matrix, plot_position_similarity, plot_token_assembly, plot_token_sequence
 from .training import (
+    plot_ablation_ladder,
     plot_confusion_matrix,
     plot_image_grid,
     plot_learning_rate,
     plot_misclassified,
+    plot_shifted_digits,
+    plot_size_sweep,
     plot_training_curves,
 )
 
 __all__ = [
-    "grid_shape", "patch_mosaic", "plot_attention_distance", "plot_attention_heads", "plot_attention_on_image",
-    "plot_class_scores", "plot_cls_attention_grid", "plot_confusion_matrix", "plot_cost_breakdown",
-    "plot_filter_components", "plot_image_grid", "plot_kernel_filters", "plot_learning_rate", "plot_matrix",
-    "plot_misclassified", "plot_parameter_breakdown", "plot_patch_grid", "plot_patch_sequence",
-    "plot_patches_to_tokens", "plot_position_similarity", "plot_rollout", "plot_token_assembly",
-    "plot_token_sequence", "plot_token_sources", "plot_training_curves", "si_format",
+    "grid_shape", "patch_mosaic", "plot_ablation_ladder", "plot_attention_distance", "plot_attention_heads",
+    "plot_attention_maps", "plot_attention_on_image", "plot_class_scores", "plot_confusion_matrix",
+    "plot_cost_breakdown", "plot_filter_components", "plot_image_grid", "plot_kernel_filters", "plot_layout_curve",
+    "plot_learning_rate", "plot_matrix", "plot_misclassified", "plot_parameter_breakdown", "plot_patch_grid",
+    "plot_patch_sequence", "plot_patches_to_tokens", "plot_position_layout", "plot_position_similarity",
+    "plot_shifted_digits", "plot_size_sweep", "plot_token_assembly", "plot_token_sequence", "plot_token_sources",
+    "plot_training_curves", "si_format",
 ]
