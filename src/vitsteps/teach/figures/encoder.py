@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from ... import _validate
@@ -104,14 +105,16 @@ def plot_attention_on_image(image: torch.Tensor, weights: torch.Tensor, patch_si
     heat = row_weights[1:].reshape(rows, cols)
     show_image(axes[1], picture)
     low, high = float(heat.min()), float(heat.max())
-    axes[1].imshow(heat, cmap="magma", alpha=0.75, interpolation="nearest", vmin=low,
-                   vmax=high if high > low else low + 1, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+    # one fixed scale for every head, layer and model (square root: small weights stay visible), so that a
+    # near-uniform row looks uniform instead of being stretched into a pattern
+    axes[1].imshow(heat, cmap="magma", alpha=0.75, interpolation="nearest", norm=PowerNorm(0.5, 0, 1),
+                   extent=(-0.5, W - 0.5, H - 0.5, -0.5))
     axes[1].set_xlim(-0.5, W - 0.5)
     axes[1].set_ylim(H - 0.5, -0.5)
-    axes[1].set_title(f"its weights on the patches: {low:.3f} (dark)\nto {high:.3f} (bright); "
-                      f"CLS gets {row_weights[0]:.3f}, uniform {1 / L:.3f}", fontsize=9, y=1.0)
+    axes[1].set_title(f"its weights on the patches, {low:.3f} to {high:.3f}\n(scale 0 to 1, square root); "
+                      f"CLS {row_weights[0]:.3f}, uniform {1 / L:.3f}", fontsize=9, y=1.0)
     axes[1].axis("off")
-    axes[2].imshow(matrix, cmap="magma", vmin=0, interpolation="nearest")
+    axes[2].imshow(matrix, cmap="magma", norm=PowerNorm(0.5, 0, 1), interpolation="nearest")
     axes[2].add_patch(plt.Rectangle((-0.5, query - 0.5), L, 1, fill=False, edgecolor="tab:red", linewidth=2))
     axes[2].set_xlim(-0.5, L - 0.5)
     axes[2].set_ylim(L - 0.5, -0.5)
