@@ -87,3 +87,15 @@ def draw(plot: Callable[..., object], *args: object, **kwargs: object) -> object
 def drawn(image: object) -> np.ndarray:
     """The array an `imshow` call holds, its masked (blank) pixels as NaN."""
     return np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
+
+
+def assert_readable(fig: object) -> None:
+    """A figure as a notebook shows it: at most 9 in wide (wider ones are shrunk, text and all), no visible text
+    under 8 points. Draws the figure first, so that text placed at draw time counts too."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    assert fig.get_figwidth() <= 9.0, "wider than a notebook cell: the notebook would shrink it, text and all"
+    small = [(text.get_text(), text.get_fontsize()) for text in fig.findobj(Text)
+             if text.get_visible() and text.get_text().strip() and text.get_fontsize() < 8]
+    assert not small, small

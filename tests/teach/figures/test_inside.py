@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import assert_all_refused, draw, drawn, refusal_cases  # noqa: E402
+from helpers import assert_all_refused, assert_readable, draw, drawn, refusal_cases  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 
 from vitsteps.analysis import position_rank_correlation, position_similarity  # noqa: E402
@@ -288,11 +288,7 @@ NOTEBOOK_FIGURES = {
 @pytest.mark.parametrize("name", list(NOTEBOOK_FIGURES))
 def test_figure_text_is_at_least_8_points_at_the_size_the_notebook_shows_it(name):
     fig = NOTEBOOK_FIGURES[name]()
-    fig.canvas.draw()
-    assert fig.get_figwidth() <= 9.0, "wider than a notebook cell: the notebook would shrink it, text and all"
-    small = [(text.get_text(), text.get_fontsize()) for text in fig.findobj(matplotlib.text.Text)
-             if text.get_visible() and text.get_text().strip() and text.get_fontsize() < 8]
-    assert not small, small
+    assert_readable(fig)
     renderer = fig.canvas.get_renderer()
     wide = [ax.get_title() for ax in fig.axes if ax.get_title()
             and ax.title.get_window_extent(renderer).width > 1.2 * ax.get_window_extent(renderer).width]

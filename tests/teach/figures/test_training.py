@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import assert_all_refused, draw, refusal_cases  # noqa: E402
+from helpers import assert_all_refused, assert_readable, draw, refusal_cases  # noqa: E402
 
 from vitsteps.data import random_shift  # noqa: E402
 from vitsteps.teach.figures import training  # noqa: E402
@@ -318,11 +318,7 @@ NOTEBOOK_FIGURES = {
 @pytest.mark.parametrize("name", list(NOTEBOOK_FIGURES))
 def test_figure_text_is_at_least_8_points_at_the_size_the_notebook_shows_it(name):
     fig = NOTEBOOK_FIGURES[name]()
-    fig.canvas.draw()
-    assert fig.get_figwidth() <= 9.0, "wider than a notebook cell: the notebook would shrink it, text and all"
-    small = [(text.get_text(), text.get_fontsize()) for text in fig.findobj(matplotlib.text.Text)
-             if text.get_visible() and text.get_text().strip() and text.get_fontsize() < 8]
-    assert not small, small
+    assert_readable(fig)
 
 
 def test_every_figure_of_the_module_is_tested_and_refuses_a_bad_input():
