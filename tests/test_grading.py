@@ -21,7 +21,18 @@ REQUIRE_SANDBOX = os.environ.get("VITSTEPS_REQUIRE_SANDBOX") == "1"
 if not REQUIRE_SANDBOX:
     pytest.importorskip("nbgrader", reason="the instructor tools (vitcourse, nbgrader) are not installed")
 
-from vitcourse import gradebook, grading, judge, sandbox, scan, wire  # noqa: E402
+from vitcourse import grading  # noqa: E402
+from vitcourse.confine import sandbox  # noqa: E402
+from vitcourse.course import gradebook  # noqa: E402
+from vitcourse.inside import wire  # noqa: E402
+from vitcourse.judge import scan  # noqa: E402
+from vitcourse.judge import verdict as judge  # noqa: E402
+from vitcourse.course.release import release, student_version  # noqa: E402
+from vitcourse.course.settings import course_settings  # noqa: E402
+from vitcourse.course.submissions import find_submissions, write_grades  # noqa: E402
+from vitcourse.judge.cells import cell_points, is_solution, is_test  # noqa: E402
+from vitcourse.judge.feedback import feedback_html  # noqa: E402
+from vitcourse.judge.grade import Grade, Settings, assemble, exercise_map  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(__file__).parent / "fixtures" / "grading_mini.ipynb"
@@ -34,7 +45,7 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None and not REQUIRE_S
 STUBBORN_LOOP = ("while True:\n    try:\n        while True:\n            pass\n"
                  "    except KeyboardInterrupt:\n        pass")
 QUICK = sandbox.Limits(cell_timeout=8, notebook_timeout=90, memory_mb=512, processes=32, disk_mb=64, output_kb=1024)
-SETTINGS = grading.Settings(exercises=TABLE)
+SETTINGS = Settings(exercises=TABLE)
 SECRET_ENV, SECRET = "VITCOURSE_TEST_SECRET", "grader-only-" + os.urandom(8).hex()
 
 
@@ -57,8 +68,8 @@ def _without_delimiters(source: str) -> str:
 def _solved(source: nbformat.NotebookNode, answers: dict[str, str] | None = None) -> nbformat.NotebookNode:
     """What a student hands in: the student version with every solution written (the source's, or `answers`)."""
     answers = answers or {}
-    notebook = grading.student_version(source)
-    solutions = {_grade_id(c): _without_delimiters(c.source) for c in source.cells if grading._is_solution(c)}
+    notebook = student_version(source)
+    solutions = {_grade_id(c): _without_delimiters(c.source) for c in source.cells if is_solution(c)}
     for cell in notebook.cells:
         grade_id = _grade_id(cell)
         if grade_id in solutions:
@@ -102,7 +113,7 @@ def _rows(course: Path) -> dict[str, dict[str, str]]:
 @pytest.mark.parametrize("path", NOTEBOOKS + [MINI], ids=lambda p: p.stem)
 def test_student_version_has_stubs_no_hidden_tests_and_no_outputs(path):
     source = _read(path)
-    student = grading.student_version(source)
+    student = student_version(source)
     text = nbformat.writes(student)
     assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
     assert all(not cell.get("outputs") for cell in student.cells if cell.cell_type == "code")
@@ -110,16 +121,16 @@ def test_student_version_has_stubs_no_hidden_tests_and_no_outputs(path):
     assert [_grade_id(c) for c in student.cells] == [_grade_id(c) for c in source.cells]
     assert [c.get("id") for c in student.cells] == [c.get("id") for c in source.cells]
     for cell in student.cells:
-        if grading._is_solution(cell):
+        if is_solution(cell):
             assert "raise NotImplementedError()" in cell.source and cell.metadata.get("editable", True)
-        if grading._is_test(cell):
+        if is_test(cell):
             assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
 
 
 def _imports_of(notebook: nbformat.NotebookNode) -> str:
     lines = []
     for cell in notebook.cells:
-        if cell.cell_type != "code" or grading._is_solution(cell) or grading._is_test(cell):
+        if cell.cell_type != "code" or is_solution(cell) or is_test(cell):
             continue
         try:
             tree = ast.parse(cell.source)
@@ -132,9 +143,9 @@ def _imports_of(notebook: nbformat.NotebookNode) -> str:
 @pytest.mark.parametrize("path", NOTEBOOKS + [MINI], ids=lambda p: p.stem)
 def test_a_stub_never_passes_its_visible_test(path):
     source = _read(path)
-    student = grading.student_version(source)
-    solutions = [c for c in student.cells if grading._is_solution(c)]
-    visible = [c.source for c in student.cells if grading._is_test(c)]
+    student = student_version(source)
+    solutions = [c for c in student.cells if is_solution(c)]
+    visible = [c.source for c in student.cells if is_test(c)]
     assert solutions and visible
     namespace: dict = {}
     exec(_imports_of(source), namespace)  # noqa: S102 - the notebook's own imports
@@ -190,7 +201,7 @@ def test_make_student_names_the_notebook_whose_solution_lacks_metadata(tmp_path,
 def test_the_course_tools_use_only_public_vitsteps_names_and_no_developer_tools():
     package = Path(grading.__file__).parent
     found = []
-    for path in sorted(package.glob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 found += [(path.name, alias.name, None) for alias in node.names]
@@ -208,13 +219,13 @@ def test_the_course_tools_use_only_public_vitsteps_names_and_no_developer_tools(
 
 
 def test_course_settings_come_from_the_course_config(tmp_path):
-    assert grading.course_settings(tmp_path) == grading.Settings()
+    assert course_settings(tmp_path) == Settings()
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.VitCourse.flagged_credit = 0.5\n"
                                                  f"c.VitCourse.exercises = {TABLE!r}\n")
-    assert grading.course_settings(tmp_path) == grading.Settings(exercises=TABLE, flagged_credit=0.5)
+    assert course_settings(tmp_path) == Settings(exercises=TABLE, flagged_credit=0.5)
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.VitCourse.credit = 1\n")
     with pytest.raises(ValueError, match="c.VitCourse has no setting 'credit'"):
-        grading.course_settings(tmp_path)
+        course_settings(tmp_path)
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -224,7 +235,7 @@ def test_course_settings_come_from_the_course_config(tmp_path):
 ])
 def test_bad_settings_are_named(fields, message):
     with pytest.raises(ValueError, match=message):
-        grading.Settings(**fields)
+        Settings(**fields)
 
 
 def test_an_exercise_table_that_breaks_the_contract_is_refused(tmp_path):
@@ -241,7 +252,7 @@ def test_an_exercise_table_that_breaks_the_contract_is_refused(tmp_path):
 
 def test_assembly_restores_edited_and_deleted_tests_keeps_added_cells_and_drops_hidden_tests():
     source = _read(MINI)
-    released = grading.student_version(source)
+    released = student_version(source)
     student = _solved(source)
     student.cells[_index_of(student, "exmini_count_test")].source = "pass"
     del student.cells[_index_of(student, "exmini_head_test")]
@@ -249,23 +260,23 @@ def test_assembly_restores_edited_and_deleted_tests_keeps_added_cells_and_drops_
     fake = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade": True, "grade_id": "mine", "points": 99,
                                                                      "locked": True, "solution": False}})
     student.cells.append(fake)
-    assembled = grading.assemble(source, released, student)
+    assembled = assemble(source, released, student)
     sources = [cell.source for cell in assembled.notebook.cells]
     assert "assert count_patches(8, 4) == 4" in sources and "assert head_dim(8, 8) == 1" in sources
     assert not any("HIDDEN" in text or "224, 16" in text or "768, 12" in text for text in sources)
     assert sources.index("helper = 1") == sources.index(next(s for s in sources if "def count_patches" in s)) + 1
     assert "test cell exmini_count_test was edited (the original was used)" in assembled.notes
     assert "test cell exmini_head_test was deleted (restored for grading)" in assembled.notes
-    assert sum(grading._is_test(cell) for cell in assembled.notebook.cells) == 3  # the fake test cell earns nothing
+    assert sum(is_test(cell) for cell in assembled.notebook.cells) == 3  # the fake test cell earns nothing
     assert "return (image_size // patch_size) ** 2" in sources[_index_of(source, "exmini_count")]
 
 
 def test_each_test_cell_maps_to_the_exercise_of_its_solution_cell():
     table = judge.load_table(TABLE)
-    mapping = grading.exercise_map(_read(MINI), "grading_mini", table)
+    mapping = exercise_map(_read(MINI), "grading_mini", table)
     assert {grade_id: exercise.name for grade_id, exercise in mapping.items()} == {
         "exmini_count_test": "count_patches", "exmini_head_test": "head_dim", "exmini_patches_test": "patchify"}
-    assert set(grading.exercise_map(_read(MINI), "another_notebook", table).values()) == {None}
+    assert set(exercise_map(_read(MINI), "another_notebook", table).values()) == {None}
 
 
 # ------------------------------------------------------------------------------------------ the static scan
@@ -326,10 +337,10 @@ def test_ordinary_student_code_is_not_tampering(code):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_reference_solutions_and_instructor_code_are_not_tampering(path):
     source = _read(path)
-    tests = [c.source for c in source.cells if grading._is_test(c)]
-    solutions = [c.source for c in source.cells if grading._is_solution(c)]
-    others = [c.source for c in source.cells if c.cell_type == "code" and not grading._is_test(c)
-              and not grading._is_solution(c)]
+    tests = [c.source for c in source.cells if is_test(c)]
+    solutions = [c.source for c in source.cells if is_solution(c)]
+    others = [c.source for c in source.cells if c.cell_type == "code" and not is_test(c)
+              and not is_solution(c)]
     protected, modules = scan.protected_names(tests, others, solutions)
     assert "check" in protected
     code = {f"cell {i}": text for i, text in enumerate(solutions + others)}
@@ -472,7 +483,7 @@ def test_every_entry_under_submitted_gets_a_row_saying_why(tmp_path):
     (submitted / "dave" / "grading_mini" / MINI.name).symlink_to(good / MINI.name)
     (submitted / "erin" / "no_such_assignment").mkdir(parents=True)
     os.mkdir(os.path.join(os.fsencode(submitted), b"bytes\xff\x01"))
-    submissions, decided = grading.find_submissions(course)
+    submissions, decided = find_submissions(course)
     assert [(s.student, s.assignment) for s in submissions] == [("alice", "grading_mini")]
     reasons = {grade.student: grade.row()["reason"] for grade in decided}
     assert reasons[".hidden"] == "refused: the student folder's name starts with a dot"
@@ -485,24 +496,24 @@ def test_every_entry_under_submitted_gets_a_row_saying_why(tmp_path):
     assert reasons["erin"].startswith("no assignment 'no_such_assignment'")
     assert reasons["bytes\\udcff\\x01"].startswith("refused: unusual characters")
     assert len(decided) == 9
-    grading.write_grades(course, decided)  # odd names still make a valid CSV
+    write_grades(course, decided)  # odd names still make a valid CSV
     assert len(_rows(course)) == 9
 
 
 def test_feedback_never_shows_test_code_or_outputs_after_the_first_graded_test():
     source = _read(MINI)
-    notebook = grading.assemble(source, grading.student_version(source), _solved(source)).notebook
+    notebook = assemble(source, student_version(source), _solved(source)).notebook
     first_test = _index_of(notebook, "exmini_count_test")
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code":
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"printed by cell {index}\n")]
     notebook.cells[-2].outputs = []  # as grade_notebook leaves them after the first graded test
     notebook.metadata["vitcourse"] = {"outputs_kept_until_cell": first_test + 1}
-    grade = grading.Grade("alice", "grading_mini", MINI.name, points=2, max_points=5,
+    grade = Grade("alice", "grading_mini", MINI.name, points=2, max_points=5,
                           exercises={"exmini_count_test": (2.0, 2.0), "exmini_head_test": (0.0, 1.0),
                                      "exmini_patches_test": (0.0, 2.0)},
                           verdicts={"exmini_head_test": "expected 4, got 2 on embed_dim=8, num_heads=2"})
-    page = grading.feedback_html(notebook, grade)
+    page = feedback_html(notebook, grade)
     assert "assert count_patches" not in page and "assert head_dim" not in page
     assert f"printed by cell {first_test}" not in page, "a test cell is replaced by the grader's verdict"
     assert "printed by cell 1" in page and "expected 4, got 2 on embed_dim=8, num_heads=2" in page
@@ -524,7 +535,7 @@ def test_autograde_refuses_to_run_unsandboxed_without_being_told(tmp_path, monke
     course = tmp_path / "course"
     path = tmp_path / MINI.name
     nbformat.write(_integers_only(), path)
-    grading.release(course, [path], TABLE)
+    release(course, [path], TABLE)
     deep = "import os\nfor _ in range(50):\n    os.mkdir('d')\n    os.chdir('d')\nos.chmod('.', 0)"
     _submit(course, "alice", path, _insert_after(_solved(_read(path)), None, deep))
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
@@ -576,7 +587,7 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("graded")
     course, outside = root / "course", root / "outside.txt"
     outside.write_text("untouched")
-    grading.release(course, [MINI], TABLE)
+    release(course, [MINI], TABLE)
     source = _read(MINI)
     source_copy = str(course / "source" / "grading_mini" / MINI.name)
     bob = _solved(source, WRONG_HEAD)  # partly wrong, and he edited one test cell and deleted another
@@ -603,7 +614,7 @@ def graded(tmp_path_factory):
     submissions = {
         "alice": _solved(source),
         "bob": bob,
-        "carol": grading.student_version(source),
+        "carol": student_version(source),
         "looper": _solved(source, {"exmini_head": STUBBORN_LOOP}),
         "hog": _solved(source, {"exmini_head": "def head_dim(embed_dim, num_heads):\n"
                                                "    buffer = bytearray(3 * 1024 ** 3)\n"
@@ -654,7 +665,7 @@ def graded(tmp_path_factory):
     for student, notebook in submissions.items():
         _submit(course, student, MINI, notebook)
     if REAL.exists():  # the series' own notebook, graded in the same run: one warm interpreter for all
-        grading.release(course, [REAL], TABLE)
+        release(course, [REAL], TABLE)
         real = _read(REAL)
         stripes = ("def image2emb_naive(image, patch_size, weight):\n"
                    "    B, C, H, W = image.shape\n"
@@ -826,8 +837,8 @@ def test_a_manual_score_survives_grading_again(graded):
 @pytest.mark.skipif(not REAL.exists(), reason="notebooks/01_patches_unfold.ipynb is not written yet")
 def test_autograde_on_a_real_notebook(graded):
     course, rows = graded["course"], graded["rows"]
-    tests = [c for c in _read(REAL).cells if grading._is_test(c)]
-    assert float(rows["alice01"]["points"]) == sum(grading._points(c) for c in tests) == 3
+    tests = [c for c in _read(REAL).cells if is_test(c)]
+    assert float(rows["alice01"]["points"]) == sum(cell_points(c) for c in tests) == 3
     assert rows["alice01"]["reason"] == ""
     assert rows["trudy01"]["points"] == "0" and "vitsteps.teach.checks.check" in rows["trudy01"]["reason"]
     assert _verdict(graded, "trudy01", "ex01_image_to_patches_test") == "correct, but flagged: the static scan flags " \

@@ -37,10 +37,10 @@ def layer(module: str) -> str:
     raise AssertionError(f"{module} belongs to no layer: add it to the table in tests/test_layers.py")
 
 
-def module_sources(root: Path) -> dict[str, str]:
-    """Module name -> source, for every `.py` file of the `vitsteps` package under `root`."""
+def module_sources(root: Path, package: str = "vitsteps") -> dict[str, str]:
+    """Module name -> source, for every `.py` file of `package` under `root`."""
     sources = {}
-    for path in sorted((root / "vitsteps").rglob("*.py")):
+    for path in sorted((root / package).rglob("*.py")):
         parts = list(path.relative_to(root).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -67,17 +67,19 @@ def imports(module: str, source: str, known: set[str], is_package: bool) -> set[
     return found
 
 
-def violations(sources: dict[str, str], packages: set[str]) -> list[str]:
-    """Every upward import, import of the course tooling, and import cycle among `sources`."""
+def violations(sources: dict[str, str], packages: set[str], layer_of=None, ranks=None) -> list[str]:
+    """Every upward import, import of the course tooling, and import cycle among `sources` (the package's layers,
+    or `layer_of` and `ranks` for another package)."""
+    layer_of, ranks = layer_of or layer, ranks or LAYERS
     known = set(sources)
     graph = {module: imports(module, source, known, module in packages) for module, source in sources.items()}
     found = []
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
-            if target == "vitcourse" or target.startswith("vitcourse."):
+            if module.startswith("vitsteps") and (target == "vitcourse" or target.startswith("vitcourse.")):
                 found.append(f"{module} imports the course tooling ({target})")
-            elif target in known and LAYERS[layer(target)] > LAYERS[layer(module)]:
-                found.append(f"{module} ({layer(module)}) imports {target} ({layer(target)}), a layer above it")
+            elif target in known and ranks[layer_of(target)] > ranks[layer_of(module)]:
+                found.append(f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)}), a layer above it")
     internal = {module: {t for t in targets if t in known and t != module} for module, targets in graph.items()}
     state: dict[str, str] = {}
 
@@ -158,3 +160,40 @@ def test_the_readmes_module_table_names_every_module_in_its_layer():
     assert {name for name in named if name.startswith("vitsteps")} == children
     assert all(layer(module) == named[module] for module in children)
     assert named["vitcourse"] == "course tooling"
+
+
+# ------------------------------------------------------------------------------------------ the course tooling
+
+INSTRUCTOR = ROOT / "instructor"
+# from the bottom: standalone tools (they import nothing of vitcourse), what runs inside the sandbox, the host side of
+# the sandbox, what judges outside it, the course folder and nbgrader, the command line
+COURSE_LAYERS = {"standalone": 0, "inside": 1, "confine": 2, "judge": 3, "course": 4, "command line": 5}
+
+
+def course_layer(module: str) -> str:
+    if module in ("vitcourse", "vitcourse.student", "vitcourse.execute"):
+        return "standalone"
+    if module == "vitcourse.grading":
+        return "command line"
+    part = module.split(".")[1]
+    if part in COURSE_LAYERS:
+        return part
+    raise AssertionError(f"{module} belongs to no layer of the course tooling: add it to tests/test_layers.py")
+
+
+def test_the_course_tooling_imports_only_go_down_and_never_in_a_cycle():
+    sources = module_sources(INSTRUCTOR, "vitcourse")
+    packages = {name for name in sources if (INSTRUCTOR / name.replace(".", "/") / "__init__.py").is_file()}
+    assert {"vitcourse.inside.runner", "vitcourse.judge.verdict", "vitcourse.course.gradebook"} <= set(sources)
+    assert violations(sources, packages, course_layer, COURSE_LAYERS) == []
+    standalone = [module for module in sources if course_layer(module) == "standalone"]
+    for module in standalone:  # they run where nothing else of vitcourse may be importable (make lab)
+        assert not {t for t in imports(module, sources[module], set(sources), module in packages)
+                    if t.startswith("vitcourse.")}, module
+
+
+def test_an_upward_import_in_the_course_tooling_is_found():
+    sources = {"vitcourse.inside.runner": "from ..judge import verdict\n", "vitcourse.judge.verdict": "",
+               "vitcourse.judge": ""}
+    assert violations(sources, {"vitcourse.judge"}, course_layer, COURSE_LAYERS) == [
+        "vitcourse.inside.runner (inside) imports vitcourse.judge.verdict (judge), a layer above it"]

@@ -24,7 +24,8 @@ REQUIRE_SANDBOX = os.environ.get("VITSTEPS_REQUIRE_SANDBOX") == "1"
 if not REQUIRE_SANDBOX:
     pytest.importorskip("nbgrader", reason="the instructor tools (vitcourse, nbgrader) are not installed")
 
-from vitcourse import cgroups, sandbox, wire  # noqa: E402
+from vitcourse.confine import cgroups, sandbox  # noqa: E402
+from vitcourse.inside import wire  # noqa: E402
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None and not REQUIRE_SANDBOX,
                                  reason="bubblewrap is not installed (apt-get install -y bubblewrap)")

@@ -17,7 +17,7 @@ def _load(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_student_version_matches_nbgrader_cell_for_cell(path):
-    nbgrader_version = pytest.importorskip("vitcourse.grading").student_version
+    nbgrader_version = pytest.importorskip("vitcourse.course.release").student_version
     import nbformat
 
     ours = student_version(_load(path), path.name)

@@ -25,18 +25,22 @@ import time
 from pathlib import Path
 
 import nbformat
-from vitcourse import grading, sandbox
+from vitcourse import grading
+from vitcourse.confine import sandbox
+from vitcourse.course.release import release, student_version
+from vitcourse.judge.cells import is_solution
+from vitcourse.judge.grade import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_TABLE = REPO / "tests" / "fixtures" / "exercises.py"
 
 
 def _submissions(source: nbformat.NotebookNode, count: int) -> list[nbformat.NotebookNode]:
-    student = grading.student_version(source)
+    student = student_version(source)
     solutions = {cell.metadata["nbgrader"]["grade_id"]: "\n".join(
         line for line in cell.source.splitlines()
         if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-        for cell in source.cells if grading._is_solution(cell)}
+        for cell in source.cells if is_solution(cell)}
     made = []
     for index in range(count):
         notebook = copy.deepcopy(student)
@@ -52,7 +56,7 @@ def _submissions(source: nbformat.NotebookNode, count: int) -> list[nbformat.Not
 
 def _course(folder: Path, notebook: Path, submissions: list[nbformat.NotebookNode], exercises: str) -> Path:
     course = folder / "course"
-    grading.release(course, [notebook], exercises)
+    release(course, [notebook], exercises)
     for index, submitted in enumerate(submissions):
         target = course / "submitted" / f"student{index:02d}" / notebook.stem
         target.mkdir(parents=True)
@@ -115,7 +119,7 @@ def main() -> None:
             else:
                 start = time.perf_counter()
                 grades = grading.autograde(ours_course, sandbox.Limits(), jobs=args.jobs, quiet=True,
-                                           settings=grading.Settings(exercises=exercises))
+                                           settings=Settings(exercises=exercises))
                 timings[which] = time.perf_counter() - start
             print(f"  {labels[which]:48s} {timings[which]:6.1f} s, "
                   f"{timings[which] / args.submissions:5.2f} s per submission", flush=True)

@@ -1,7 +1,7 @@
 """What runs inside the sandbox: a warm interpreter that forks one executor per submission.
 
-    python -m vitcourse.runner zygote FD      (started by `vitcourse.sandbox`, inside bubblewrap)
-    python -m vitcourse.runner launch JSON    (as root only: drops to an unprivileged user, then runs bubblewrap)
+    python -m vitcourse.inside.runner zygote FD      (started by `vitcourse.confine.sandbox`, inside bubblewrap)
+    python -m vitcourse.inside.runner launch JSON    (as root only: drops to an unprivileged user, then runs bubblewrap)
 
 The process tree for one autograde run, inside one bubblewrap sandbox:
 
@@ -16,7 +16,7 @@ The process tree for one autograde run, inside one bubblewrap sandbox:
                            shell that runs the cells it is sent and calls the graded functions for the grader.
 
 Everything the executor says is untrusted: the grader decides grades from the plain values the student's
-functions return (see `vitcourse.wire`) and treats every other message as the student's own output.
+functions return (see `vitcourse.inside.wire`) and treats every other message as the student's own output.
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def _install_seccomp() -> bool:
 
 
 def _send(sock: socket.socket, message: dict[str, Any], blob: bytes | None = None) -> None:
-    from vitcourse import wire
+    from vitcourse.inside import wire
 
     data = wire.dumps(message)
     if blob is not None:
@@ -164,7 +164,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def _recv(sock: socket.socket) -> tuple[bytes, bytes]:
-    from vitcourse import wire
+    from vitcourse.inside import wire
 
     length, kind = wire.unpack_header(_recv_exact(sock, wire.HEADER_SIZE))
     return kind, _recv_exact(sock, length)
@@ -571,7 +571,7 @@ def _run_cell(message: dict[str, Any]) -> None:
 
 def _call(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> None:
     """Call the student's function on the grader's arguments; send back its value as plain data."""
-    from vitcourse import wire
+    from vitcourse.inside import wire
 
     last.clear()
     reply = {"id": message.get("id")}
@@ -644,7 +644,7 @@ def _watched_call(function: Any, arguments: list, keywords: dict, names: list[st
         intact = sys.getprofile() is profiler
         sys.setprofile(None)
         threading.setprofile(None)
-        if not intact and "(the call tracer was removed)" not in found:  # vitcourse.judge.TRACER_REMOVED
+        if not intact and "(the call tracer was removed)" not in found:  # vitcourse.judge.verdict.TRACER_REMOVED
             found.append("(the call tracer was removed)")
 
 
@@ -652,7 +652,7 @@ def _backward(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> Non
     """Back-propagate sum(output * weight) and send the gradients of the requested arguments."""
     import torch
 
-    from vitcourse import wire
+    from vitcourse.inside import wire
 
     reply = {"id": message.get("id")}
     if "value" not in last:
@@ -742,7 +742,7 @@ def main(argv: list[str]) -> None:
     elif len(argv) == 2 and argv[0] == "launch":
         launch(json.loads(argv[1]))
     else:
-        sys.exit("usage: python -m vitcourse.runner zygote FD | launch JSON (started by vitcourse.sandbox)")
+        sys.exit("usage: python -m vitcourse.inside.runner zygote FD | launch JSON (started by the sandbox)")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Run untrusted notebooks: a warm interpreter inside bubblewrap, one forked executor per submission, limits
 for the whole submission.
 
-One `Sandbox` per grading run starts `python -m vitcourse.runner zygote` inside bubblewrap: no network, a
+One `Sandbox` per grading run starts `python -m vitcourse.inside.runner zygote` inside bubblewrap: no network, a
 read-only view of the system, the Python installation and the `vitsteps` and `vitcourse` packages, nothing
 else of the host (not the course folder, the home folder or the repository), and an environment made from
 scratch (bubblewrap itself is started with an empty one, so its process 1 holds nothing either). Run as
-root, the grader first becomes `nobody` (see `vitcourse.runner.launch`): student code never runs as root.
+root, the grader first becomes `nobody` (see `vitcourse.inside.runner.launch`): student code never runs as root.
 
 The zygote imports torch, vitsteps and what the notebooks import once; each `Session` is a submission forked
 from it into namespaces of its own (user, mount, pid, ipc, net, uts), with:
@@ -16,7 +16,7 @@ from it into namespaces of its own (user, mount, pid, ipc, net, uts), with:
 * no capabilities, a seccomp filter (no ptrace, memfd, SysV shared memory, io_uring, keyrings, eBPF,
   namespaces or mounts), per-process limits (address space, CPU seconds, file size, open files, no core
   dumps) and `Limits.processes` processes and threads at once (RLIMIT_NPROC in its own user namespace);
-* with cgroups (see `vitcourse.cgroups`): one group per submission whose memory limit covers every process
+* with cgroups (see `vitcourse.confine.cgroups`): one group per submission whose memory limit covers every process
   and the tmpfs, and whose pids limit stops a fork bomb; without cgroups, the grader adds up the proportional
   memory of the submission's processes and its tmpfs every 0.2 s and stops a submission over the limit;
 * a time limit per cell (an interrupt, then the end of the submission) and a wall-clock limit per notebook;
@@ -48,7 +48,8 @@ from typing import Any
 
 import nbformat
 
-from . import cgroups, wire
+from ..inside import wire
+from . import cgroups
 
 MIB = 1024 * 1024
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install -y bubblewrap`; Fedora: "
@@ -183,7 +184,7 @@ def bwrap_command(bwrap: str, control_fd: int) -> list[str]:
                "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--clearenv"]
     for name, value in _zygote_env(True, "/tmp").items():
         command += ["--setenv", name, value]
-    return command + ["--", sys.executable, "-m", "vitcourse.runner", "zygote", str(control_fd)]
+    return command + ["--", sys.executable, "-m", "vitcourse.inside.runner", "zygote", str(control_fd)]
 
 
 # ------------------------------------------------------------------------------------------ the warm sandbox
@@ -251,13 +252,13 @@ class Sandbox:
             argv = bwrap_command(find_bwrap(), fd)
             if os.geteuid() == 0:  # become nobody first: student code never runs as root
                 spec = json.dumps({"readonly": _readonly_paths(), "argv": argv})
-                argv = [sys.executable, "-m", "vitcourse.runner", "launch", spec]
+                argv = [sys.executable, "-m", "vitcourse.inside.runner", "launch", spec]
             env: dict[str, str] = {}
         else:
             if getattr(self, "scratch", None):
                 remove_tree(Path(self.scratch))
             self.scratch = tempfile.mkdtemp(prefix="vitcourse-zygote-")
-            argv = [sys.executable, "-m", "vitcourse.runner", "zygote", str(fd)]
+            argv = [sys.executable, "-m", "vitcourse.inside.runner", "zygote", str(fd)]
             env = _zygote_env(False, self.scratch)
         self.process = subprocess.Popen(argv, pass_fds=[fd], env=env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")

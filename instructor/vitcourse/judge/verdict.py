@@ -8,7 +8,7 @@ it. For each exercise the grader:
 1. makes the cases here, from a generator seeded per run and per student from a secret that never leaves
    this process (so the inputs are new each run and never shown to the student);
 2. has the sandboxed executor call the student's function on each case (`Session.call`) and takes back
-   only plain data (`vitcourse.wire`), plus the gradients of the case's `grad_args` when it has any;
+   only plain data (`vitcourse.inside.wire`), plus the gradients of the case's `grad_args` when it has any;
 3. decides with the table's `verdict` here: the student's process never sees the reference's answer and
    cannot change the decision, so a wrong answer cannot score;
 4. reports the watched calls the executor saw during its calls (the exercise's `forbidden` names and its
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .sandbox import Session
+from ..confine.sandbox import Session
 
 DEFAULT_TABLE = "vitsteps.teach.checks"
 TRACER_REMOVED = "(the call tracer was removed)"  # what the runner reports when a call removed its tracer

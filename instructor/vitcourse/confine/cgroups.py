@@ -11,7 +11,7 @@ same group. The grader makes the groups under its own cgroup, so it needs one of
 
 `find()` returns None when neither is there; the sandbox then falls back to per-process limits, a process
 count per submission (RLIMIT_NPROC in the submission's own user namespace) and a memory watch (see
-`vitcourse.sandbox`). Every group made here is removed again, with its parent, by `Tree.close()`.
+`vitcourse.confine.sandbox`). Every group made here is removed again, with its parent, by `Tree.close()`.
 """
 from __future__ import annotations
 

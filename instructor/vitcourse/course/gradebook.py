@@ -67,7 +67,7 @@ def record(course: Path, grades: Iterable[Any]) -> int:
 
     Args:
         course: the course folder.
-        grades: `vitcourse.grading.Grade`s; rows without a known assignment and notebook are skipped.
+        grades: `vitcourse.judge.grade.Grade`s; rows without a known assignment and notebook are skipped.
 
     Returns:
         How many notebooks were recorded.

@@ -1,0 +1,1 @@
+"""The host side of the sandbox: bubblewrap, the warm zygote, sessions, limits, control groups."""

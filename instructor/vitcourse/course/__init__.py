@@ -1,0 +1,1 @@
+"""The course folder and nbgrader: settings, student versions, submissions, the gradebook."""

@@ -1,0 +1,179 @@
+"""The submitted folder: what is graded and what is refused, one submission graded into its files, grades.csv."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import re
+from pathlib import Path
+
+import nbformat
+
+from ..judge.cells import cell_grade_id, cell_points, is_test
+from ..judge.feedback import feedback_html
+from ..judge.grade import Grade, Job, grade_notebook
+from . import gradebook
+from .release import student_version
+
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+CSV_FIELDS = ["student", "assignment", "notebook", "points", "max_points", "exercises", "reason"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    student: str
+    assignment: str
+    path: Path | None  # None: no notebook handed in for this assignment
+    notebook: str
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_name(name: str) -> str:
+    """A folder name as a row can hold it: undecodable bytes and control characters escaped."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", text)
+
+
+def _refusal(path: Path, what: str) -> str | None:
+    """Why a submission folder (a student's or an assignment's) is not graded, or None."""
+    name = path.name
+    if path.is_symlink():
+        return f"refused: the {what} folder is a symbolic link"
+    if not path.is_dir():
+        return f"refused: {shown_name(name)!r} is a file, not a {what} folder"
+    if name.startswith("."):
+        return f"refused: the {what} folder's name starts with a dot"
+    if not _NAME.match(name):
+        return (f"refused: unusual characters in the {what} folder's name (use letters, digits and . _ @ + -, "
+                f"starting with a letter or digit)")
+    return None
+
+
+def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
+    """Every entry under `submitted/`: the notebooks to grade, and a decided row for everything else.
+
+    Returns:
+        (submissions to grade, grades already decided: refused folders, unknown assignments, missing notebooks).
+    """
+    submissions: list[Submission] = []
+    decided: list[Grade] = []
+    submitted = course / "submitted"
+    for student_dir in sorted(submitted.iterdir()):
+        refusal = _refusal(student_dir, "student")
+        try:
+            entries = [] if refusal else sorted(student_dir.iterdir())
+        except OSError as error:
+            refusal = f"refused: the student folder cannot be read ({error.strerror})"
+        if refusal:
+            decided.append(Grade(shown_name(student_dir.name), "", "", reasons=[refusal], recordable=False))
+            continue
+        if not entries:
+            decided.append(Grade(student_dir.name, "", "", reasons=["refused: the student folder is empty"],
+                                 recordable=False))
+        for assignment_dir in entries:
+            student, assignment = student_dir.name, shown_name(assignment_dir.name)
+            refusal = _refusal(assignment_dir, "assignment")
+            if refusal:
+                decided.append(Grade(student, assignment, "", reasons=[refusal], recordable=False))
+                continue
+            source_dir = course / "source" / assignment
+            sources = sorted(source_dir.glob("*.ipynb")) if source_dir.is_dir() else []
+            if not sources:
+                decided.append(Grade(student, assignment, "", recordable=False, reasons=[
+                    f"no assignment {assignment!r} in {course / 'source'} (run `make student` first?)"]))
+                continue
+            for source_path in sources:
+                path = assignment_dir / source_path.name
+                if path.is_symlink():
+                    decided.append(Grade(student, assignment, source_path.name,
+                                         reasons=["refused: the notebook is a symbolic link"]))
+                elif not path.is_file():
+                    submissions.append(Submission(student, assignment, None, source_path.name))
+                else:
+                    submissions.append(Submission(student, assignment, path, source_path.name))
+    return submissions, decided
+
+
+def _load(path: Path) -> nbformat.NotebookNode:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MiB")
+        notebook = nbformat.read(handle, as_version=4)
+    if not isinstance(notebook.get("cells"), list):
+        raise ValueError("the notebook has no cells")
+    return notebook
+
+
+def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
+    """Grade one submission; write its graded notebook and feedback; never raise for a bad submission."""
+    grade = Grade(submission.student, submission.assignment, submission.notebook)
+    source_path = course / "source" / submission.assignment / submission.notebook
+    released_path = course / "release" / submission.assignment / submission.notebook
+    source = nbformat.read(source_path, as_version=4)
+    released = nbformat.read(released_path, as_version=4) if released_path.is_file() else student_version(source)
+    tests = [cell for cell in source.cells if is_test(cell)]
+    grade.max_points = sum(cell_points(cell) for cell in tests)
+    grade.exercises = {cell_grade_id(cell): (0.0, cell_points(cell)) for cell in tests}
+    if submission.path is None:
+        grade.reasons.append("no notebook submitted")
+        return grade
+    if not tests:
+        grade.reasons.append("not run: this assignment has no graded exercises")
+        return grade
+    try:
+        submitted = _load(submission.path)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the submission's problem
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        grade.reasons.append(f"unreadable notebook: {detail}")
+        return grade
+    try:
+        graded = grade_notebook(source, released, submitted, grade, job)
+    except Exception as error:  # noqa: BLE001 - a grader bug must not stop the other submissions
+        grade.points = 0.0
+        grade.exercises = {grade_id: (0.0, out_of) for grade_id, (_, out_of) in grade.exercises.items()}
+        grade.reasons.append(f"grading failed: {type(error).__name__}: {str(error)[:200]}")
+        return grade
+    autograded = course / "autograded" / submission.student / submission.assignment
+    feedback = course / "feedback" / submission.student / submission.assignment
+    autograded.mkdir(parents=True, exist_ok=True)
+    feedback.mkdir(parents=True, exist_ok=True)
+    nbformat.write(graded, autograded / submission.notebook)
+    (feedback / (Path(submission.notebook).stem + ".html")).write_text(feedback_html(graded, grade), encoding="utf-8")
+    for name in ("timestamp.txt", "submission_secret.txt"):  # what nbgrader's feedback release reads
+        data = gradebook.read_small(submission.path.parent / name)
+        if data is not None:
+            for folder in (autograded, feedback):
+                (folder / name).write_bytes(data)
+    return grade
+
+
+def write_grades(course: Path, grades: list[Grade]) -> Path:
+    """Write `course/grades.csv` (atomically), one row per notebook, sorted by student and assignment."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for grade in sorted(grades, key=lambda g: (g.student, g.assignment, g.notebook)):
+        writer.writerow({key: _csv_safe(value) for key, value in grade.row().items()})
+    target = course / "grades.csv"
+    temporary = course / ".grades.csv.tmp"
+    temporary.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(temporary, target)
+    return target
+
+
+def _csv_safe(value: str) -> str:
+    """Keep spreadsheets from reading a cell as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") and not _is_number(value) else value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

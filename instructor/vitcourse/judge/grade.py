@@ -1,0 +1,307 @@
+"""One notebook's grade: the submission rebuilt on its source, run in a sandbox session, each exercise judged."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ..confine import sandbox
+from ..student import without_hidden_tests
+from . import scan
+from . import verdict as judge
+from .cells import cell_grade_id, cell_meta, cell_points, is_solution, is_test, shown_number
+
+STUDENT_MARK = "vitsteps_added_by_student"  # cell metadata flag on cells the student added
+_SCAN_FLAG = "the static scan flags the notebook (see the reason)"
+WITHHELD = ("[outputs after the first graded exercise are not kept: from then on the notebook's process held the "
+            "grader's test inputs]")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The grader's course settings, `c.VitCourse.<name>` in the course's nbgrader_config.py.
+
+    Args:
+        exercises: the exercise table: a module name or a path to a .py file.
+        flagged_credit: the fraction of an exercise's points kept when it is flagged (a call of the package's
+            reference or of a forbidden function, a copy of the reference, code the static scan flags).
+    """
+
+    exercises: str = judge.DEFAULT_TABLE
+    flagged_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exercises, str) or not self.exercises:
+            raise ValueError(f"exercises must name a module or a .py file, got {self.exercises!r}; e.g. "
+                             f"'{judge.DEFAULT_TABLE}'.")
+        if isinstance(self.flagged_credit, bool) or not isinstance(self.flagged_credit, (int, float)) \
+                or not 0 <= self.flagged_credit <= 1:
+            raise ValueError(f"flagged_credit must be a number from 0 to 1, got {self.flagged_credit!r}; 0 gives "
+                             f"flagged exercises no points, 1 full points.")
+
+
+
+def exercise_map(source: nbformat.NotebookNode, notebook: str, table: judge.Table | None
+                 ) -> dict[str, Any]:
+    """Test cell grade id -> its exercise in the table (the exercise of the solution cell before it), or None."""
+    mapping: dict[str, Any] = {}
+    solution: str | None = None
+    for cell in source.cells:
+        if is_solution(cell) and cell.cell_type == "code":
+            solution = cell_grade_id(cell)
+        if is_test(cell):
+            mapping[cell_grade_id(cell)] = table.by_grade_id(notebook, solution) if table and solution else None
+    return mapping
+
+
+@dataclasses.dataclass
+class Grade:
+    """The grade of one submitted notebook (or why a submission folder was not graded)."""
+
+    student: str
+    assignment: str
+    notebook: str
+    points: float = 0.0
+    max_points: float = 0.0
+    exercises: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    verdicts: dict[str, str] = dataclasses.field(default_factory=dict)  # test grade id -> the grader's words
+    recordable: bool = True  # False for refused folders: no gradebook entry
+
+    def row(self) -> dict[str, str]:
+        return {"student": self.student, "assignment": self.assignment, "notebook": self.notebook,
+                "points": shown_number(self.points), "max_points": shown_number(self.max_points),
+                "exercises": " ".join(f"{grade_id}={shown_number(got)}/{shown_number(out_of)}"
+                                      for grade_id, (got, out_of) in self.exercises.items()),
+                "reason": "; ".join(self.reasons)}
+
+
+@dataclasses.dataclass
+class Assembled:
+    """A notebook ready to run: instructor cells from the source, solutions and extra cells from the student."""
+
+    notebook: nbformat.NotebookNode
+    student_cells: dict[int, str]  # graded-notebook index -> label, for every cell of student code
+    notes: list[str]
+
+
+def assemble(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
+             submitted: nbformat.NotebookNode) -> Assembled:
+    """Rebuild a submission on its source notebook.
+
+    Instructor cells come from `source` (so edited or deleted test cells are restored), test cells without
+    their hidden tests; each solution cell comes from the submission by grade id; cells the student added
+    (unknown cell id and grade id) are kept after the cell they followed. Edits to test cells are noted.
+    """
+    source_index: dict[str, int] = {}
+    for index, cell in enumerate(source.cells):
+        if cell_grade_id(cell):
+            source_index[f"grade:{cell_grade_id(cell)}"] = index
+        if cell.get("id"):
+            source_index.setdefault(f"id:{cell['id']}", index)
+    released_by_grade = {cell_grade_id(cell): cell for cell in released.cells if cell_grade_id(cell)}
+
+    submitted_by_grade: dict[str, nbformat.NotebookNode] = {}
+    added: dict[int, list[nbformat.NotebookNode]] = {}
+    anchor = -1
+    for cell in submitted.cells:
+        if not isinstance(cell, dict) or not isinstance(cell.get("metadata", {}), dict):
+            continue  # not a cell: ignored
+        grade_id = cell_grade_id(cell)
+        key = f"grade:{grade_id}" if grade_id and f"grade:{grade_id}" in source_index else f"id:{cell.get('id')}"
+        if key in source_index:
+            anchor = source_index[key]
+            if grade_id and key.startswith("grade:"):
+                submitted_by_grade.setdefault(grade_id, cell)
+        elif cell.get("cell_type") in ("code", "markdown"):
+            added.setdefault(anchor, []).append(cell)
+
+    notebook = nbformat.v4.new_notebook(metadata=copy.deepcopy(source.metadata))
+    notebook.metadata.pop("widgets", None)
+    notes: list[str] = []
+    student_cells: dict[int, str] = {}
+
+    def add_student_cells(after: int) -> None:
+        for cell in added.get(after, []):
+            text = _text(cell.get("source", ""))
+            if cell.get("cell_type") == "code":
+                new = nbformat.v4.new_code_cell(text)
+                student_cells[len(notebook.cells)] = f"cell {len(notebook.cells) + 1} (added by the student)"
+            else:
+                new = nbformat.v4.new_markdown_cell(text)
+            new.metadata[STUDENT_MARK] = True
+            notebook.cells.append(new)
+
+    add_student_cells(-1)
+    for index, cell in enumerate(source.cells):
+        grade_id = cell_grade_id(cell)
+        new = copy.deepcopy(cell)
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
+        if is_solution(cell):
+            theirs = submitted_by_grade.get(grade_id)
+            if theirs is None:
+                notes.append(f"solution cell {grade_id} was deleted")
+                new.source = ""
+            else:
+                new.source = _text(theirs.get("source", ""))
+            if cell.cell_type == "code":
+                student_cells[len(notebook.cells)] = f"cell {len(notebook.cells) + 1} ({grade_id})"
+        elif is_test(cell):
+            new.source = without_hidden_tests(cell.source, f"test cell {grade_id}")
+        notebook.cells.append(new)
+        if not is_solution(cell) and grade_id and cell.cell_type == "code" and \
+                (is_test(cell) or cell_meta(cell).get("locked")):
+            theirs = submitted_by_grade.get(grade_id)
+            given = released_by_grade.get(grade_id)
+            if theirs is None:
+                notes.append(f"test cell {grade_id} was deleted (restored for grading)")
+            elif given is not None and _normalise(theirs.get("source", "")) != _normalise(given.source):
+                notes.append(f"test cell {grade_id} was edited (the original was used)")
+        add_student_cells(index)
+    return Assembled(notebook, student_cells, notes)
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _normalise(source: Any) -> str:
+    return "\n".join(line.rstrip() for line in _text(source).strip().splitlines())
+
+
+def scan_findings(source: nbformat.NotebookNode, assembled: Assembled) -> list[str]:
+    """What the static scan flags in the student's cells (defence in depth; see `vitcourse.judge.scan`)."""
+    tests = [cell.source for cell in source.cells if is_test(cell)]
+    solutions = [cell.source for cell in source.cells if is_solution(cell) and cell.cell_type == "code"]
+    others = [cell.source for cell in source.cells
+              if cell.cell_type == "code" and not is_test(cell) and not is_solution(cell)]
+    protected, module_names = scan.protected_names(tests, others, solutions)
+    sources = {label: assembled.notebook.cells[index].source
+               for index, label in sorted(assembled.student_cells.items())}
+    return scan.find_tampering(sources, protected, module_names)
+
+
+def _cell_name(notebook: nbformat.NotebookNode, index: int | None, student_cells: dict[int, str]) -> str:
+    if index is None:
+        return "before the first cell (kernel start)"
+    if index in student_cells:
+        return student_cells[index]
+    grade_id = cell_grade_id(notebook.cells[index])
+    return f"cell {index + 1}" + (f" ({grade_id})" if grade_id else "")
+
+
+def _is_memory_error(cell: nbformat.NotebookNode) -> bool:
+    return any(output.get("output_type") == "error" and output.get("ename") == "MemoryError"
+               for output in cell.get("outputs", []))
+
+
+# ------------------------------------------------------------------------------------------ grading one notebook
+
+
+@dataclasses.dataclass
+class Job:
+    """What one graded notebook needs besides its files: the warm sandbox, the table, the run's secret."""
+
+    warm: sandbox.Sandbox
+    table: judge.Table
+    settings: Settings
+    secret: bytes
+
+
+def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
+                   submitted: nbformat.NotebookNode, grade: Grade, job: Job) -> nbformat.NotebookNode:
+    """Grade one submission into `grade`; return the graded notebook (outputs up to the first graded test)."""
+    notebook_name = Path(grade.notebook).stem
+    tests = {cell_grade_id(cell): cell for cell in source.cells if is_test(cell)}
+    grade.max_points = sum(cell_points(cell) for cell in tests.values())
+    grade.exercises = {grade_id: (0.0, cell_points(cell)) for grade_id, cell in tests.items()}
+    exercises = exercise_map(source, notebook_name, job.table)
+    assembled = assemble(source, released, submitted)
+    grade.reasons += assembled.notes
+    findings = scan_findings(source, assembled)
+    notebook = assembled.notebook
+    solutions = {cell_grade_id(cell): cell.source for cell in notebook.cells if is_solution(cell)}
+    positions = {index: cell_grade_id(cell) for index, cell in enumerate(notebook.cells) if is_test(cell)}
+    outcomes: dict[str, judge.Outcome] = {}
+    first_graded: list[int] = []
+    oom: list[int] = []
+    kills = [0]
+    record = sandbox.Execution(notebook=notebook)
+    session = job.warm.session()
+
+    def after_cell(index: int) -> None:
+        if session.group is not None and session.group.oom_kills() > kills[0]:
+            kills[0] = session.group.oom_kills()
+            oom.append(index)
+        grade_id = positions.get(index)
+        exercise = exercises.get(grade_id) if grade_id else None
+        if exercise is None:
+            return
+        if not first_graded:
+            first_graded.append(index)
+        seed = judge.case_seed(job.secret, grade.student, grade.assignment, exercise.name)
+        outcomes[grade_id] = judge.judge(session, job.table, exercise, seed)
+
+    try:
+        sandbox.run_notebook(session, notebook, record, after_cell)
+    finally:
+        session.close()
+    memory = [index for index, cell in enumerate(notebook.cells) if _is_memory_error(cell)]
+    if first_graded:
+        for cell in notebook.cells[first_graded[0] + 1:]:
+            if cell.cell_type == "code" and cell.outputs:
+                cell.outputs = []
+        notebook.metadata["vitcourse"] = {"outputs_kept_until_cell": first_graded[0] + 1}
+
+    credit = job.settings.flagged_credit
+    for grade_id, cell in tests.items():
+        exercise, points = exercises.get(grade_id), cell_points(cell)
+        outcome = outcomes.get(grade_id)
+        flags = list(outcome.flags) if outcome else []
+        if exercise is not None:
+            copied = judge.copied_reference(solutions.get(exercise.grade_id, ""), exercise)
+            if copied:
+                flags.append(f"its code is the package's own `{copied}` with other names")
+        if findings:
+            flags.append(_SCAN_FLAG)
+        if exercise is None:
+            grade.verdicts[grade_id] = f"not graded: the exercise table {job.table.source!r} has no exercise for it"
+        elif outcome is None:
+            grade.verdicts[grade_id] = "not graded: the notebook stopped before this test cell"
+        elif not outcome.passed:
+            grade.verdicts[grade_id] = outcome.hint
+        elif flags:
+            earned = points * credit
+            grade.exercises[grade_id] = (earned, points)
+            grade.points += earned
+            grade.verdicts[grade_id] = "correct, but flagged: " + "; ".join(flags)
+        else:
+            grade.exercises[grade_id] = (points, points)
+            grade.points += points
+            grade.verdicts[grade_id] = "correct"
+        named = [flag for flag in flags if flag != _SCAN_FLAG]
+        if named and outcome is not None:
+            grade.reasons.append(f"flagged {grade_id}: " + "; ".join(named))
+    if findings:
+        grade.reasons.insert(0, "flagged by the static scan: " + "; ".join(findings[:3])
+                             + (f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""))
+    for index in record.timed_out:
+        grade.reasons.append(f"timed out: {_cell_name(notebook, index, assembled.student_cells)} ran past "
+                             f"{job.warm.limits.cell_timeout:g} s")
+    if record.stopped:
+        grade.reasons.append(f"{record.stopped}, in {_cell_name(notebook, record.stopped_at, assembled.student_cells)}")
+    if memory or oom:
+        where = ", ".join(_cell_name(notebook, index, assembled.student_cells) for index in sorted(set(memory + oom)))
+        grade.reasons.append(f"out of memory (limit {job.warm.limits.memory_mb} MiB for the whole submission) in "
+                             f"{where}")
+    if record.truncated:
+        grade.reasons.append(f"output cut: the notebook printed more than {job.warm.limits.output_kb} KiB "
+                             f"(from {_cell_name(notebook, record.truncated[0], assembled.student_cells)})")
+    grade.reasons = [reason for reason in grade.reasons if reason]
+    return notebook
+
