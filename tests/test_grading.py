@@ -24,12 +24,12 @@ if not REQUIRE_SANDBOX:
 from vitcourse import grading  # noqa: E402
 from vitcourse.confine import sandbox  # noqa: E402
 from vitcourse.course import gradebook  # noqa: E402
-from vitcourse.inside import wire  # noqa: E402
-from vitcourse.judge import scan  # noqa: E402
-from vitcourse.judge import verdict as judge  # noqa: E402
 from vitcourse.course.release import release, student_version  # noqa: E402
 from vitcourse.course.settings import course_settings  # noqa: E402
 from vitcourse.course.submissions import find_submissions, write_grades  # noqa: E402
+from vitcourse.inside import wire  # noqa: E402
+from vitcourse.judge import scan  # noqa: E402
+from vitcourse.judge import verdict as judge  # noqa: E402
 from vitcourse.judge.cells import cell_points, is_solution, is_test  # noqa: E402
 from vitcourse.judge.feedback import feedback_html  # noqa: E402
 from vitcourse.judge.grade import Grade, Settings, assemble, exercise_map  # noqa: E402
