@@ -166,8 +166,10 @@ def test_the_readmes_module_table_names_every_module_in_its_layer():
 
 INSTRUCTOR = ROOT / "instructor"
 # from the bottom: standalone tools (they import nothing of vitcourse), what runs inside the sandbox, the host side of
-# the sandbox, what judges outside it, the course folder and nbgrader, the command line
-COURSE_LAYERS = {"standalone": 0, "inside": 1, "confine": 2, "judge": 3, "course": 4, "command line": 5}
+# the sandbox, what judges outside it, the course folder and nbgrader, the adapters for a hub and for a cluster, the
+# command line
+COURSE_LAYERS = {"standalone": 0, "inside": 1, "confine": 2, "judge": 3, "course": 4, "hub": 5, "cluster": 5,
+                 "command line": 6}
 
 
 def course_layer(module: str) -> str:
