@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vitsteps
-from vitsteps.teach.checks import EXERCISES
+from vitcourse.judge.exercises import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -1,6 +1,8 @@
 """The install story: one set of pins, a student environment without test or grading tools, CPU PyTorch on Linux."""
 from __future__ import annotations
 
+import ast
+
 import importlib.metadata
 import re
 import sys
@@ -149,3 +151,33 @@ def test_the_sdist_carries_what_the_tests_need(tmp_path, monkeypatch):
     needed += [str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("*.py")
                if "__pycache__" not in path.parts]
     assert [name for name in needed if name not in carried] == []
+
+
+def test_the_student_wheel_carries_the_public_cases_and_no_answer_key(tmp_path, monkeypatch):
+    import zipfile
+
+    from setuptools import build_meta
+
+    monkeypatch.chdir(REPO)
+    wheel = tmp_path / build_meta.build_wheel(str(tmp_path))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        sources = [archive.read(name).decode("utf-8") for name in names if name.endswith(".py")]
+    text = "\n".join(sources)
+    assert "vitsteps/teach/checks/public_cases.pt" in names
+    assert not [name for name in names if name.startswith(("vitcourse", "notebooks", "instructor"))]
+    assert not [name for name in names if name.rsplit("/", 1)[-1] in ("references.py", "exercises.py")]
+    assert "BEGIN SOLUTION" not in text
+
+    def bodies(source: str) -> set[str]:  # each function's statements, its name and docstring left out
+        found = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef):
+                body = node.body[1:] if node.body and isinstance(node.body[0], ast.Expr) else node.body
+                found.add(ast.dump(ast.Module(body=body, type_ignores=[])))
+        return found
+
+    references = bodies((REPO / "instructor/vitcourse/judge/references.py").read_text(encoding="utf-8"))
+    assert len(references) > 20
+    shipped = set().union(*(bodies(source) for source in sources))
+    assert references.isdisjoint(shipped), "a reference's code is in the student wheel"

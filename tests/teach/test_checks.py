@@ -17,7 +17,8 @@ from torch.nn.functional import unfold as cut_into_columns
 
 import vitsteps
 from vitsteps.model import ViTConfig
-from vitsteps.teach.checks import EXERCISES, Case, CheckFailed, check, grad_weights, gradients, names, verdict
+from vitcourse.judge.exercises import EXERCISES, verdict
+from vitsteps.teach.checks import Case, CheckFailed, check, grad_weights, gradients, names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -409,10 +410,10 @@ def test_the_reference_agrees_with_pytorchs_or_the_packages_own_route_on_every_c
 
 
 def test_the_references_import_no_stage_code():
-    tree = ast.parse((ROOT / "src/vitsteps/teach/checks/references.py").read_text())
+    tree = ast.parse((ROOT / "instructor/vitcourse/judge/references.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert imported <= {"__future__", "math", "torch", "torch.nn.functional", "model"}, imported  # model: ViTConfig
+    assert imported <= {"__future__", "math", "torch", "torch.nn.functional", "vitsteps.model"}, imported  # ViTConfig
 
 
 def test_verdict_names_what_differs_without_running_student_code():
@@ -486,12 +487,49 @@ REFUSED = {
         (lambda: check("image_to_patches", _by_hand_patches(torch.zeros(1, 1, 4, 4), 2)), TypeError,
          r"fn must be a function, got a tensor .*; pass the function itself, without calling it"),
     "check: a negative seed":
-        (lambda: check("image_to_patches", _by_hand_patches, seed=-1), ValueError, r"seed must be an int >= 0"),
+        (lambda: check("image_to_patches", _by_hand_patches, seed=-1), ValueError,
+         r"seed must be an int from 0 to 1, got -1; the package ships public cases for seeds 0 and 1 only"),
+    "check: a seed with no public cases":
+        (lambda: check("image_to_patches", _by_hand_patches, seed=2), ValueError, r"seed must be an int from 0 to 1"),
     "check: a seed that is text":
-        (lambda: check("image_to_patches", _by_hand_patches, seed="0"), TypeError, r"seed must be an int >= 0"),
+        (lambda: check("image_to_patches", _by_hand_patches, seed="0"), TypeError, r"seed must be an int from 0 to 1"),
 }
 
 
 @refusal_cases(REFUSED)
 def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
     assert_all_refused(refusals)
+
+
+# --------------------------------------------------------------------------------------- the public cases
+
+
+def test_the_shipped_public_cases_are_what_the_table_gives_today():
+    from vitcourse.judge import public_cases
+
+    shipped = torch.load(public_cases.SHIPPED, weights_only=True)
+    assert public_cases.differences(shipped, public_cases.build()) == []
+
+
+def test_a_changed_reference_makes_the_shipped_cases_stale(monkeypatch):
+    from vitcourse.judge import public_cases
+
+    shipped = torch.load(public_cases.SHIPPED, weights_only=True)
+    exercise = EXERCISES["num_tokens"]
+    monkeypatch.setitem(EXERCISES, "num_tokens", exercise.__class__(**{
+        **{field: getattr(exercise, field) for field in exercise.__dataclass_fields__},
+        "reference": lambda height, width, patch_size: exercise.reference(height, width, patch_size) + 1}))
+    assert "/exercises/num_tokens/seeds/0/0/expected" in public_cases.differences(shipped, public_cases.build())
+
+
+def test_the_student_package_holds_no_reference_and_no_mistakes_code():
+    package = ROOT / "src/vitsteps/teach/checks"
+    assert not (package / "references.py").exists() and not (package / "exercises.py").exists()
+    from vitsteps.teach.checks import EXERCISES as PUBLIC
+
+    assert list(PUBLIC) == list(EXERCISES)
+    for name, exercise in PUBLIC.items():
+        assert exercise.reference is None and exercise.make_cases is None, name
+        assert all(mistake.imitate is None for mistake in exercise.mistakes), name
+        assert [m.hint for m in exercise.mistakes] == [m.hint for m in EXERCISES[name].mistakes], name
+        assert exercise.arg_names == EXERCISES[name].arg_names, name

@@ -38,5 +38,5 @@ c.CsvExportPlugin.to = "nbgrader_grades.csv"
 # The grader (vitcourse.grading): the exercise table it grades with, and the fraction of an exercise's points
 # kept when the exercise is flagged (the package's reference or a forbidden function called during the
 # grader's calls, a copy of the reference's code, code the static scan flags).
-c.VitCourse.exercises = "vitsteps.teach.checks"
+c.VitCourse.exercises = "vitcourse.judge.exercises"
 c.VitCourse.flagged_credit = 0.0

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..confine.sandbox import Session
 
-DEFAULT_TABLE = "vitsteps.teach.checks"
+DEFAULT_TABLE = "vitcourse.judge.exercises"
 TRACER_REMOVED = "(the call tracer was removed)"  # what the runner reports when a call removed its tracer
 _BUILTIN_ERRORS = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
                    and issubclass(getattr(builtins, name), BaseException)}

@@ -1,29 +1,30 @@
 """An exercise as data, and the one loop that checks a student's function against it.
 
-An `Exercise` says how to make its `Case`s (from a seeded generator), what the right answer is (a reference written
-without the package's stage code), and which classic `Mistake`s to recognise by their output. `verdict` compares
-one output (and its gradients) with the reference and returns what is wrong with a hint, or None; it calls no
-student code, so a grader can run it in its own process on outputs it received as plain data. `run` is the
-student-side loop: for each case it calls the function on copies of the arguments, watches for calls the exercise
-rules out, asks `verdict`, checks that the arguments were left as they were, and raises `CheckFailed` on the first
-problem or prints one line when everything passes.
+An `Exercise` says how to make its `Case`s, what the right answer is, and which classic `Mistake`s to recognise by
+their output. The instructor's table (`vitcourse.judge.exercises`, never installed for students) holds the cases'
+generator, the reference and the mistakes' code; the student package ships only what they gave on its public cases
+(`public`): the right outputs and each mistake's output, so the self-check can say what is wrong and why without
+the solution being in reach. `compare` says what differs between an output and the right one, with a hint; it calls
+no student code, so a grader runs it in its own process on outputs it received as plain data. `run` is the
+student-side loop: for each case it calls the function on copies of the arguments with the routes the exercise rules
+out closed (`routes`), compares, checks that the arguments were left as they were, and raises `CheckFailed` on the
+first problem or prints one line when everything passes.
 """
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import math
 import numbers
 import operator
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from . import routes
 
 GRADIENT_SEED = 1234  # seeds the fixed random weights W of the gradient check, sum(output * W) (`grad_weights`)
 _ORDINALS = ("first", "second", "third", "fourth")
@@ -56,12 +57,13 @@ class Mistake:
 
     Attributes:
         name: e.g. "view without permute".
-        imitate: what the wrong code returns on the same arguments; inside a returned tuple, None matches anything.
+        imitate: what the wrong code returns on the same arguments; inside a returned tuple, None matches anything
+            (None in the student package, which ships only what it returned on the public cases).
         hint: names the mistake and where to look, without giving the solution's code.
     """
 
     name: str
-    imitate: Callable[..., object]
+    imitate: Callable[..., object] | None
     hint: str
 
 
@@ -73,23 +75,27 @@ class Exercise:
         name: the function students write; `check`'s first argument.
         notebook: notebook stem, e.g. "01_patches_unfold".
         grade_id: nbgrader grade id of the solution cell, e.g. "ex01_image_to_patches".
-        make_cases: the cases, the same for the same generator seed.
-        reference: the right answer, written without the package's code for this stage (`references`).
+        make_cases: the cases, the same for the same generator seed (None in the student package).
+        reference: the right answer, written without the package's code for this stage (None in the student
+            package, which ships the reference's outputs on the public cases instead).
         mistakes: known classic mistakes, tried in order when an output differs.
-        forbidden: dotted names a solution must not call, e.g. "torch.nn.functional.unfold".
-        package_reference: the vitsteps callables that already solve it (calling them is refused too).
+        forbidden: the routes a solution must not take: dotted names ("torch.nn.functional.unfold") and the ATen
+            operators behind them ("aten::im2col"), closed while the function runs (`routes`).
+        package_reference: the vitsteps callables that already solve it (closed too).
         rtol, atol: how close an output must be to the reference (`torch.allclose`).
         signature: the call students write, for `names()`.
         outputs: names of the returned values, for messages ("logits", "loss").
         passes: what the pass line says was checked.
-        explain: for a wrong output that no mistake matches, a hint worked out from the case and the output.
+        explain: for a wrong output that no mistake matches, a hint worked out from the case, the output and the
+            right output (`hints`).
+        arguments: the names of the function's arguments (taken from the reference when not given).
     """
 
     name: str
     notebook: str
     grade_id: str
-    make_cases: Callable[[torch.Generator], list[Case]]
-    reference: Callable[..., object]
+    make_cases: Callable[[torch.Generator], list[Case]] | None
+    reference: Callable[..., object] | None
     mistakes: tuple[Mistake, ...] = ()
     forbidden: tuple[str, ...] = ()
     package_reference: tuple[str, ...] = ()
@@ -98,12 +104,20 @@ class Exercise:
     signature: str = ""
     outputs: tuple[str, ...] = ("output",)
     passes: tuple[str, ...] = ()
-    explain: Callable[[Case, object], str | None] | None = None
+    explain: Callable[[Case, object, object], str | None] | None = None
+    arguments: tuple[str, ...] = ()
 
     @property
     def arg_names(self) -> list[str]:
         """The names of the function's arguments, as the reference calls them."""
+        if self.arguments or self.reference is None:
+            return list(self.arguments)
         return list(inspect.signature(self.reference).parameters)
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """Every route a solution must not take: the forbidden ones and the package's own solutions."""
+        return tuple(dict.fromkeys(self.forbidden + self.package_reference))
 
 
 class CheckFailed(AssertionError):
@@ -121,18 +135,59 @@ class CheckFailed(AssertionError):
 # --------------------------------------------------------------------------------------- verdict
 
 
-def verdict(exercise: Exercise, case: Case, got: object, got_grads: tuple | None = None) -> str | None:
-    """None when `got` (and `got_grads`, from `gradients`) match the reference on `case`; otherwise what differs
-    (type, shape, dtype, largest difference) and, on a line of its own, a hint: the matched mistake's, or one
-    worked out from the output. The caller names the case (`run` puts its label in the first line)."""
+@dataclass(frozen=True)
+class Answer:
+    """What a function should give on one case, and what each classic mistake gives there.
+
+    Attributes:
+        case: the inputs.
+        expected: the right output.
+        imitated: one entry per mistake of the exercise, in order: what it returns here, or `NOT_APPLICABLE`.
+        expected_grads: the right gradients of `case.grad_args` (`gradients`), or None when the case has none.
+    """
+
+    case: Case
+    expected: object
+    imitated: tuple = ()
+    expected_grads: tuple | None = None
+
+
+NOT_APPLICABLE = "not applicable"  # a mistake that cannot happen on a case (its code raised there)
+
+
+def answer(exercise: Exercise, case: Case) -> Answer:
+    """The reference's output on `case` (and its gradients), and each mistake's: needs the instructor's table."""
+    if exercise.reference is None:
+        raise ValueError(f"the exercise {exercise.name!r} has no reference here: the student package ships only its "
+                         f"public cases; load the instructor's table (vitcourse.judge.exercises) to grade others.")
     expected = exercise.reference(*_copies(case.args), **_copies(case.kwargs))
-    problem, hint = _difference(exercise, got, expected)
+    imitated = []
+    for mistake in exercise.mistakes:
+        try:
+            imitated.append(mistake.imitate(*_copies(case.args), **_copies(case.kwargs)))
+        except Exception:  # noqa: BLE001 - a mistake that cannot happen with these shapes
+            imitated.append(NOT_APPLICABLE)
+    grads = gradients(exercise.reference, case) if case.grad_args else None
+    return Answer(case, expected, tuple(imitated), grads)
+
+
+def compare(exercise: Exercise, right: Answer, got: object, got_grads: tuple | None = None) -> str | None:
+    """None when `got` (and `got_grads`, from `gradients`) match the right answer; otherwise what differs (type,
+    shape, dtype, largest difference) and, on a line of its own, a hint: the matched mistake's, or one worked out
+    from the output. The caller names the case (`run` puts its label in the first line)."""
+    case = right.case
+    problem, hint = _difference(exercise, got, right.expected)
     if problem:
-        explained = exercise.explain(case, got) if exercise.explain is not None else None
-        return _message(problem, _mistake(exercise, case, got) or explained or case.note or hint)
-    if got_grads is not None:
-        return _message(*_gradient_difference(exercise, case, got_grads, gradients(exercise.reference, case)))
+        explained = exercise.explain(case, got, right.expected) if exercise.explain is not None else None
+        return _message(problem, _mistake(exercise, right, got) or explained or case.note or hint)
+    if got_grads is not None and right.expected_grads is not None:
+        return _message(*_gradient_difference(exercise, case, got_grads, right.expected_grads))
     return None
+
+
+def verdict(exercise: Exercise, case: Case, got: object, got_grads: tuple | None = None) -> str | None:
+    """`compare` with the right answer worked out by the exercise's reference (the instructor's table)."""
+    return compare(exercise, answer(exercise, case), got, got_grads)
 
 
 def grad_weights(case: Case, output: object) -> list[torch.Tensor | None]:
@@ -260,14 +315,10 @@ def as_int(value: object) -> int | None:
     return int(value) if isinstance(value, float) and value.is_integer() else None
 
 
-def _mistake(exercise: Exercise, case: Case, got: object) -> str | None:
+def _mistake(exercise: Exercise, right: Answer, got: object) -> str | None:
     """The hint of the first known mistake whose output equals `got`."""
-    for mistake in exercise.mistakes:
-        try:
-            imitated = mistake.imitate(*_copies(case.args), **_copies(case.kwargs))
-        except Exception:  # noqa: BLE001 - a mistake that cannot happen with these shapes
-            continue
-        if _matches(got, imitated, exercise):
+    for mistake, imitated in zip(exercise.mistakes, right.imitated, strict=False):
+        if not (isinstance(imitated, str) and imitated == NOT_APPLICABLE) and _matches(got, imitated, exercise):
             return mistake.hint
     return None
 
@@ -311,40 +362,44 @@ def _gradient_difference(exercise: Exercise, case: Case, got_grads: tuple, expec
 # --------------------------------------------------------------------------------------- the loop
 
 
-def run(exercise: Exercise, fn: Callable[..., object], seed: int = 0) -> bool:
-    """Check `fn` on every case of `exercise` made from `seed`; print one line and return True, or raise
-    `CheckFailed` naming the configuration, the problem and a hint. The caller's random state is left alone."""
+def run(exercise: Exercise, fn: Callable[..., object], answers: list[Answer]) -> bool:
+    """Check `fn` on every case of `answers`; print one line and return True, or raise `CheckFailed` naming the
+    configuration, the problem and a hint. The caller's random state is left alone."""
     with torch.random.fork_rng(devices=[]):
-        cases = exercise.make_cases(torch.Generator().manual_seed(seed))
-        labels = list(dict.fromkeys(case.label for case in cases))
-        for case in cases:
-            _check_case(exercise, fn, case, labels.index(case.label) + 1)
+        labels = list(dict.fromkeys(right.case.label for right in answers))
+        for right in answers:
+            _check_case(exercise, fn, right, labels.index(right.case.label) + 1)
     plural = "s" if len(labels) != 1 else ""
     print(f"✓ {exercise.name}: all checks passed on {len(labels)} configuration{plural} "
           f"({', '.join(exercise.passes)}).")
     return True
 
 
-def _check_case(exercise: Exercise, fn: Callable[..., object], case: Case, index: int) -> None:
+def route_message(exercise: Exercise, route: str) -> str:
+    """What a student is told when their function takes a route the exercise rules out."""
+    solves = route in exercise.package_reference
+    named = [name for name in exercise.forbidden if not name.startswith("aten::")]
+    return (f"your function calls `{route}`, which "
+            + ("already solves this exercise." if solves else "this exercise asks you not to use.")
+            + "\nhint: " + (f"write {exercise.name} yourself, with torch operations." if solves else
+                            f"solve it without {', '.join(f'`{n}`' for n in named)}, as the exercise's "
+                            f"instructions say."))
+
+
+def _check_case(exercise: Exercise, fn: Callable[..., object], right: Answer, index: int) -> None:
+    case = right.case
+
     def fail(text: str) -> None:
         raise CheckFailed(f"✗ check {exercise.name!r} failed on configuration {index} ({case.label}).\n{text}")
 
     def watched(call: Callable[..., object], *args: object, **kwargs: object) -> Any:
-        """`call(...)` while watching for the calls the exercise rules out."""
-        with _calls_to(exercise.forbidden + exercise.package_reference) as used:
-            result = _call(call, fail, *args, **kwargs)
-        if used:
-            solves = used[0] in exercise.package_reference
-            fail(f"your function calls `{used[0]}`, which "
-                 + ("already solves this exercise." if solves else "this exercise asks you not to use.")
-                 + "\nhint: " + (f"write {exercise.name} yourself, with torch operations." if solves else
-                                 f"solve it without {', '.join(f'`{n}`' for n in exercise.forbidden)}, as the "
-                                 f"exercise's instructions say."))
-        return result
+        """`call(...)` with the routes the exercise rules out closed."""
+        with routes.closed(exercise.routes):
+            return _call(exercise, call, fail, *args, **kwargs)
 
     args, kwargs = _copies(case.args), _copies(case.kwargs)
     got = watched(fn, *args, **kwargs)
-    problem = verdict(exercise, case, got)
+    problem = compare(exercise, right, got)
     if problem:
         fail(problem)
     for name, original, passed in zip(exercise.arg_names, case.args, args, strict=False):
@@ -352,12 +407,13 @@ def _check_case(exercise: Exercise, fn: Callable[..., object], case: Case, index
             fail(f"your function changed its input `{name}` in place.\nhint: in-place operations (`+=`, `.add_()`, "
                  f"slice assignment) modify the caller's tensor: build a new tensor instead, e.g. `x = x + y`.")
     if case.grad_args:
-        problem = verdict(exercise, case, got, watched(gradients, fn, case))
+        problem = compare(exercise, right, got, watched(gradients, fn, case))
         if problem:
             fail(problem)
 
 
-def _call(fn: Callable[..., object], fail: Callable[[str], None], *args: object, **kwargs: object) -> Any:
+def _call(exercise: Exercise, fn: Callable[..., object], fail: Callable[[str], None], *args: object,
+          **kwargs: object) -> Any:
     """`fn(*args, **kwargs)`; an exception the student's code raises becomes a failure with a hint."""
     try:
         return fn(*args, **kwargs)
@@ -367,6 +423,9 @@ def _call(fn: Callable[..., object], fail: Callable[[str], None], *args: object,
         fail("your function raised NotImplementedError: it is not written yet.\n"
              "hint: replace `raise NotImplementedError()` with your code.")
     except Exception as error:  # noqa: BLE001 - any error of the student's code is reported, not raised
+        route = routes.closed_route(error)
+        if route is not None:
+            fail(route_message(exercise, route))
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         fail(f"your function raised {type(error).__name__}: {message}\nhint: {_error_hint(error)}")
 
@@ -409,45 +468,3 @@ def _unchanged(original: object, passed: object) -> bool:
         return all(torch.equal(a, b.detach()) for a, b in zip(original.parameters(), passed.parameters(),
                                                               strict=True))
     return True
-
-
-@contextmanager
-def _calls_to(dotted_names: tuple[str, ...]) -> Iterator[list[str]]:
-    """Record which of `dotted_names` (functions, builtins, or modules by their `forward`) are called in the block,
-    however they were imported or renamed, by watching every call with `sys.setprofile`."""
-    codes, builtins = {}, {}
-    for name in dotted_names:
-        target = _resolve(name)
-        target = getattr(target, "forward", target) if isinstance(target, type) else target
-        code = getattr(target, "__code__", None)
-        if code is not None:
-            codes[code] = name
-        else:
-            builtins[id(target)] = name
-    used: list[str] = []
-
-    def watch(frame: Any, event: str, arg: object) -> None:
-        name = codes.get(frame.f_code) if event == "call" else builtins.get(id(arg)) if event == "c_call" else None
-        if name is not None and name not in used:
-            used.append(name)
-
-    previous = sys.getprofile()
-    sys.setprofile(watch if dotted_names else previous)
-    try:
-        yield used
-    finally:
-        sys.setprofile(previous)
-
-
-def _resolve(dotted: str) -> object:
-    """The object a dotted name such as `torch.nn.functional.unfold` stands for."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            target = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attribute in parts[cut:]:
-            target = getattr(target, attribute)
-        return target
-    raise ValueError(f"forbidden names must be importable dotted names, got {dotted!r}; e.g. 'torch.nn.Unfold'.")

@@ -1,4 +1,8 @@
-"""The exercise table: every graded exercise of the series, as data, in series order.
+"""The exercise table: every graded exercise of the series, as data, in series order (instructors only).
+
+This is the answer key: it is installed with the course tooling, never with the student package, and the sandbox
+cannot read it. What the students' self-checks need ships in `vitsteps.teach.checks` as the outputs of the
+references and of the mistakes on the public cases (`vitcourse.judge.public_cases` writes them).
 
 Each exercise asks for a step the notebook did not show (overlapping windows, padding, a kernel for another row
 order, a convolutional stem, patch dropout, a position table resampled to another grid, the sequence-first
@@ -23,10 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...model import ViTConfig
-from ..properties import pixel_span
+from vitsteps.model import ViTConfig
+from vitsteps.teach.checks import hints
+from vitsteps.teach.checks.spec import Case, Exercise, Mistake, answer, grad_weights, verdict
+
 from . import references
-from .spec import Case, Exercise, Mistake, as_float, as_int
+
+__all__ = ["EXERCISES", "answer", "grad_weights", "verdict"]
 
 # how close an output must be to the reference, in every exercise
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
@@ -146,28 +153,6 @@ def _one_window_short(image: torch.Tensor, P: int, S: int) -> torch.Tensor:
     return references.image_to_patches(image[:, :, :H - S, :W - S], P, S)  # one window fewer per side
 
 
-def _which_pixels(case: Case, got: object) -> str | None:
-    """For windows of the right shape made of the image's own pixels: the first window that holds other pixels."""
-    image, P, S = case.args
-    B, C, H, W = image.shape
-    rows, cols = (H - P) // S + 1, (W - P) // S + 1
-    if not isinstance(got, torch.Tensor) or got.shape != (B, rows * cols, C * P * P):
-        return None
-    pixels = image[0].reshape(-1)  # [C*H*W]
-    order = pixels.argsort()  # [C*H*W]
-    for n, values in enumerate(got[0].detach()):
-        found = order[torch.searchsorted(pixels[order], values.contiguous()).clamp(max=len(pixels) - 1)]  # [C*P*P]
-        if not torch.equal(pixels[found], values):
-            return None  # not pixels copied from the image: nothing to trace
-        top, left = n // cols * S, n % cols * S
-        square = torch.arange(C * H * W).reshape(C, H, W)[:, top:top + P, left:left + P].reshape(-1)  # [C*P*P]
-        if set(found.tolist()) != set(square.tolist()):
-            return (f"your window {n} holds pixels from {pixel_span(found, H, W)}; it should hold "
-                    f"{pixel_span(square, H, W)} (window {n} is number {n % cols} in row {n // cols} of windows, "
-                    f"whose corners are stride={S} pixels apart).")
-    return None
-
-
 IMAGE_TO_PATCHES = Exercise(
     "image_to_patches", "01_patches_unfold", "ex01_image_to_patches", _image_to_patches_cases,
     references.image_to_patches, (
@@ -183,7 +168,7 @@ IMAGE_TO_PATCHES = Exercise(
         Mistake("column order", _column_order, COLUMN_ORDER),
         Mistake("one column per window", lambda image, P, S: references.image_to_patches(image, P, S).transpose(1, 2),
                 ONE_COLUMN_PER_PATCH)),
-    explain=_which_pixels, forbidden=("torch.nn.functional.unfold", "torch.nn.Unfold"),
+    explain=hints.window_pixels, forbidden=("torch.nn.functional.unfold", "torch.nn.Unfold", "aten::im2col"),
     package_reference=("vitsteps.patches.image_to_patches",),
     signature="fn(image [B,C,H,W], patch_size, stride) -> [B, N, C*P*P]",
     passes=("shapes", "values vs the reference", "window order", "no F.unfold", *BATCH_CHECKS), **TOLERANCE)
@@ -484,7 +469,9 @@ SCALED_DOT_PRODUCT_MISTAKES = (
 SCALED_DOT_PRODUCT = Exercise(
     "scaled_dot_product", "05_encoder", "ex05_scaled_dot_product", _scaled_dot_product_cases,
     references.scaled_dot_product, SCALED_DOT_PRODUCT_MISTAKES, outputs=("output", "attention weights"),
-    forbidden=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.MultiheadAttention"),
+    forbidden=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.MultiheadAttention",
+               "torch.nn.functional.multi_head_attention_forward", "aten::scaled_dot_product_attention",
+               "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_native_multi_head_attention"),
     package_reference=("vitsteps.encoder.scaled_dot_product",), **TOLERANCE,
     signature="fn(q, k, v [..., L, d], mask [..., L, L] bool) -> (out [..., L, d], weights [..., L, L])",
     passes=("shapes", "values vs the reference", "masked keys weigh 0", "rows sum to 1", "gradients"))
@@ -555,7 +542,7 @@ CLS_HEAD_LOSS_MISTAKES = (
 CLS_HEAD_LOSS = Exercise(
     "cls_head_loss", "06_head_and_loss", "ex06_cls_head_loss", _cls_head_loss_cases, references.cls_head_loss,
     CLS_HEAD_LOSS_MISTAKES, outputs=("logits", "loss"), **TOLERANCE,
-    forbidden=("torch.nn.functional.cross_entropy", "torch.nn.CrossEntropyLoss"),
+    forbidden=("torch.nn.functional.cross_entropy", "torch.nn.CrossEntropyLoss", "aten::cross_entropy_loss"),
     signature="fn(encoder_output [B,L,D], head nn.Linear, labels [B], smoothing) -> (logits [B,K], scalar loss)",
     passes=("shapes", "values vs the reference", "CLS token read", "no F.cross_entropy", *BATCH_CHECKS))
 
@@ -634,19 +621,6 @@ COUNT_PARTS: tuple[tuple[Callable[[ViTConfig], int], str], ...] = (
 )
 
 
-def _count_hint(case: Case, got: object) -> str | None:
-    """For a count off by an amount that is no single part: per block, or which fields to check."""
-    (config,) = case.args
-    if as_int(got) is None:
-        return None
-    missing = references.vit_parameter_count(config) - as_int(got)
-    if missing % config.depth == 0 and config.depth > 1:
-        return (f"the difference is {missing // config.depth:+,} per block: recount one block part by part "
-                "(norm1, qkv, proj, norm2, fc1, fc2, with their biases), and check which fields of config change it.")
-    return ("the difference matches no single part: recount part by part (patch embedding, CLS token, position "
-            "table, blocks, final norm, head) and check which fields of config change each one.")
-
-
 VIT_PARAMETER_COUNT = Exercise(
     "vit_parameter_count", "06_head_and_loss", "ex06_vit_parameter_count", _vit_parameter_count_cases,
     references.vit_parameter_count,
@@ -656,7 +630,7 @@ VIT_PARAMETER_COUNT = Exercise(
                                                           + sign * amount(config)),
                 f"the difference is exactly {part}: " + ("did you leave it out?" if sign < 0 else "counted twice?"))
         for amount, part in COUNT_PARTS for sign in (-1, 1)),
-    explain=_count_hint, outputs=("parameters",), signature="fn(config: ViTConfig) -> int", **TOLERANCE,
+    explain=hints.count_difference, outputs=("parameters",), signature="fn(config: ViTConfig) -> int", **TOLERANCE,
     package_reference=("vitsteps.model.parameter_formula", "vitsteps.model.count_parameters"),
     passes=("toy, ViT-B/16, no qkv bias, a sin-cos table, no head, random configurations", "values vs the reference"))
 
@@ -774,15 +748,6 @@ def _layout(table: torch.Tensor, grid: int, *, cosine: bool = True, use_ranks: b
     return references.pearson(rank(x), rank(y)) if use_ranks else references.pearson(x, y)
 
 
-def _ties_hint(case: Case, got: object) -> str | None:
-    """A value near the right one: most often ties ranked one by one."""
-    number = as_float(got)
-    if number is not None and abs(number - references.layout_score(*case.args)) < 0.05:
-        return ("close, but not equal: many pairs share a distance (every pair of neighbours is 1 apart), and tied "
-                "values must share the mean of the ranks they occupy, not get ranks in the order they come.")
-    return None
-
-
 LAYOUT_SCORE = Exercise(
     "layout_score", "08_inside_the_model", "ex08_layout_score", _layout_score_cases, references.layout_score, (
         Mistake("values, not ranks", lambda table, grid: _layout(table, grid, use_ranks=False),
@@ -796,7 +761,7 @@ LAYOUT_SCORE = Exercise(
                 "look similar to everything."),
     ), forbidden=("scipy.stats.spearmanr", "scipy.stats.rankdata"),
     package_reference=("vitsteps.analysis.position_rank_correlation", "vitsteps.analysis.rank_correlation"),
-    explain=_ties_hint, outputs=("correlation",), **TOLERANCE,
+    explain=hints.tied_ranks, outputs=("correlation",), **TOLERANCE,
     signature="fn(position_table [N, D], grid_size) -> float",
     passes=("random and layout-aware tables", "values vs the reference", "ties share their mean rank",
             "no scipy ranking"))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...model import ViTConfig
+from vitsteps.model import ViTConfig
 
 LAYER_NORM_EPS = 1e-6  # the paper's code and timm
 
