@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from vitcourse.judge.exercises import EXERCISES
 
 import vitsteps
-from vitcourse.judge.exercises import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from helpers import assert_all_refused, refusal_cases
 from torch import nn
+from vitcourse.judge import references
+from vitcourse.judge.exercises import EXERCISES, verdict
 
 from vitsteps import ViT, get_config
 from vitsteps.teach.buggy import SuspectViT, fix_report
-from vitcourse.judge import references
-from vitcourse.judge.exercises import EXERCISES, verdict
 from vitsteps.teach.properties import run_checks
 
 CONFIG = get_config("toy")  # the original article's model: 3x8x8 images, 4x4 patches, D=8, 8 heads, 6 layers

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from helpers import assert_all_refused, refusal_cases
 from torch import nn
 from torch.nn.functional import unfold as cut_into_columns
+from vitcourse.judge.exercises import EXERCISES, verdict
 
 import vitsteps
 from vitsteps.model import ViTConfig
-from vitcourse.judge.exercises import EXERCISES, verdict
 from vitsteps.teach.checks import Case, CheckFailed, check, grad_weights, gradients, names
 
 ROOT = Path(__file__).resolve().parents[2]
