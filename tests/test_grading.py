@@ -357,7 +357,7 @@ class _LocalSession:
         self.functions = functions
         self.last: tuple = ()
 
-    def call(self, name, args, kwargs, watch):
+    def call(self, name, args, kwargs):
         function = self.functions.get(name)
         if function is None:
             return sandbox.Reply("missing")
@@ -368,7 +368,8 @@ class _LocalSession:
             return sandbox.Reply("raised", ename=type(error).__name__)
         self.last = (args, value)
         try:
-            return sandbox.Reply("returned", value=wire.decode(*wire.encode(value)))
+            return sandbox.Reply("returned", value=wire.decode(*wire.encode(value)),
+                                 arguments=(wire.decode(*wire.encode(tuple(args))), dict(kwargs)))
         except wire.WireError:
             return sandbox.Reply("unreadable")
 
@@ -563,6 +564,7 @@ ZERO_PATCHES = {"exmini_patches": "def patchify(image, patch_size):\n"
                                   "    B, C, H, W = image.shape\n"
                                   "    N = (H // patch_size) * (W // patch_size)\n"
                                   "    return torch.zeros(B, N, C * patch_size ** 2)"}
+KEYFILE = Path(judge.__file__).with_name("references.py")  # the answer key, on the grader's side
 SNOOP = ("import os\n"
          "def attempt(action):\n"
          "    try:\n        return action()\n    except Exception as error:\n        return type(error).__name__\n"
@@ -570,13 +572,48 @@ SNOOP = ("import os\n"
          "print('pid1', attempt(lambda: open('/proc/1/environ', 'rb').read()))\n"
          "print('proc', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
          "print('source', attempt(lambda: open({source!r}).read()))\n"
-         "print('course', attempt(lambda: os.listdir({course!r})))")
+         "print('course', attempt(lambda: os.listdir({course!r})))\n"
+         "def key():\n    import vitcourse.judge.references\n    return 'imported'\n"
+         "def inside():\n    import vitcourse.inside.wire\n    return 'imported'\n"
+         "print('key', attempt(key))\nprint('keyfile', attempt(lambda: open({keyfile!r}).read()[:9]))\n"
+         "print('inside', attempt(inside))")
 STASH = ("seen = []\n"
          "original = patchify\n"
          "def patchify(image, patch_size):\n"
          "    seen.append(repr(image.flatten()[:3].tolist()))\n"
          "    print('CALLED' + '-WITH', seen[-1])\n"
          "    return original(image, patch_size)")
+
+
+# right answers to `patchify` through the routes it rules out (F.unfold, nn.Unfold, aten::im2col, the package's own
+# function), by every door a student might try; each is closed before any student code runs in the graded run
+_CUT = "(image, [patch_size, patch_size], [1, 1], [0, 0], [patch_size, patch_size]).transpose(1, 2)"
+DOORS = {
+    "alias": "from torch.nn.functional import unfold as cut\ndef patchify(image, patch_size):\n"
+             "    return cut(image, patch_size, stride=patch_size).transpose(1, 2)",
+    "getattr": "import torch.nn.functional as F\ndef patchify(image, patch_size):\n"
+               "    return getattr(F, 'un' + 'fold')(image, patch_size, stride=patch_size).transpose(1, 2)",
+    "importlib": "import importlib\ndef patchify(image, patch_size):\n"
+                 "    F = importlib.import_module('torch.nn.' + 'functional')\n"
+                 "    return F.unfold(image, patch_size, stride=patch_size).transpose(1, 2)",
+    "reload": "import importlib\nimport torch.nn.functional as F\nF = importlib.reload(F)\n"
+              "def patchify(image, patch_size):\n"
+              "    return F.unfold(image, patch_size, stride=patch_size).transpose(1, 2)",
+    "thread": "import threading\nimport torch.nn.functional as F\ndef patchify(image, patch_size):\n    out = []\n"
+              "    cut = lambda: out.append(F.unfold(image, patch_size, stride=patch_size))\n"
+              "    worker = threading.Thread(target=cut)\n"
+              "    worker.start()\n    worker.join()\n    return out[0].transpose(1, 2)",
+    "code": "import types\nimport torch.nn.functional as F\n"
+            "cut = types.FunctionType(F.unfold.__code__, F.unfold.__globals__)\n"
+            "def patchify(image, patch_size):\n    return cut(image, patch_size, stride=patch_size).transpose(1, 2)",
+    "aten": "import torch\ndef patchify(image, patch_size):\n    return torch.ops.aten.im2col" + _CUT,
+    "c": "import torch\ndef patchify(image, patch_size):\n    return torch._C._nn.im2col" + _CUT,
+    "script": "import torch\n@torch.jit.script\ndef cut(image: torch.Tensor, p: int) -> torch.Tensor:\n"
+              "    return torch.ops.aten.im2col(image, [p, p], [1, 1], [0, 0], [p, p])\n"
+              "def patchify(image, patch_size):\n    return cut(image, patch_size).transpose(1, 2)",
+    "stage": "import vitsteps\ndef patchify(image, patch_size):\n"
+             "    return getattr(vitsteps.patches, 'image_to_' + 'patches')(image, patch_size)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -624,7 +661,8 @@ def graded(tmp_path_factory):
         "flooder": _insert_after(_solved(source), "exmini_count_test", flood),
         "vandal": _insert_after(_solved(source), None, vandalism),
         "snoop": _insert_after(_insert_after(_insert_after(
-            _solved(source), None, SNOOP.format(source=source_copy, course=str(course))), "exmini_patches", STASH),
+            _solved(source), None, SNOOP.format(source=source_copy, course=str(course),
+                                           keyfile=str(KEYFILE))), "exmini_patches", STASH),
             "exmini_patches_test", "print('STASH' + 'ED', seen)"),
         # attacks on the checking machinery, each with wrong answers: none may score
         "aliases": _attack(source, ZERO_PATCHES, None,
@@ -657,6 +695,7 @@ def graded(tmp_path_factory):
                                                         "def patchify(image, patch_size):\n"
                                                         "    return cut(image, patch_size, stride=patch_size)"
                                                         ".transpose(1, 2)"}),
+        **{f"door_{door}": _solved(source, {"exmini_patches": code}) for door, code in DOORS.items()},
         "module": _solved(source, {"exmini_patches": "from torch import nn\n"
                                                      "def patchify(image, patch_size):\n"
                                                      "    cutter = nn.Unfold(patch_size, stride=patch_size)\n"
@@ -713,13 +752,17 @@ def test_time_memory_crashes_and_floods_end_only_what_they_reach(graded):
     rows = graded["rows"]
     assert rows["sleeper"]["points"] == "5" and rows["sleeper"]["reason"] == "timed out: cell 6 (added by the " \
         "student) ran past 8 s", "an interrupted cell ends; the cells after it still run"
-    assert rows["looper"]["points"] == "2" and "ignored the interrupt" in rows["looper"]["reason"]
+    # each exercise is judged in a run of its own: a cell that hangs costs only the exercise that needs it
+    assert rows["looper"]["points"] == "4" and "ignored the interrupt" in rows["looper"]["reason"]
+    assert _verdict(graded, "looper", "exmini_head_test") == ("not graded: the graded run of `head_dim` stopped (a "
+                                                             "cell ran past the time limit of 8 s and ignored the "
+                                                             "interrupt)")
     assert rows["hog"]["points"] == "4" and "out of memory (limit 512 MiB for the whole submission)" \
         in rows["hog"]["reason"]
     assert _verdict(graded, "hog", "exmini_head_test").startswith("`head_dim` raised MemoryError")
-    assert rows["crasher"]["points"] == "2" and "kernel died" in rows["crasher"]["reason"]
-    assert _verdict(graded, "crasher", "exmini_head_test") == "not graded: the notebook stopped before this test cell"
-    assert rows["flooder"]["points"] == "2" and "the notebook printed more than 8192 KiB" in rows["flooder"]["reason"]
+    # a crash or a flood in a cell no exercise needs stops the notebook's own run (reported), not the graded runs
+    assert rows["crasher"]["points"] == "5" and "kernel died" in rows["crasher"]["reason"]
+    assert rows["flooder"]["points"] == "5" and "the notebook printed more than 8192 KiB" in rows["flooder"]["reason"]
     assert "output cut: the notebook printed more than 1024 KiB" in rows["flooder"]["reason"]
 
 
@@ -736,6 +779,22 @@ def test_attacks_on_the_students_own_process_cannot_make_a_wrong_answer_score(gr
 
 
 @needs_bwrap
+@pytest.mark.parametrize("door", list(DOORS))
+def test_a_ruled_out_route_fails_by_every_door_while_the_rest_scores(graded, door):
+    row = graded["rows"][f"door_{door}"]
+    verdict = _verdict(graded, f"door_{door}", "exmini_patches_test")
+    assert "exmini_patches_test=0/2" in row["exercises"] and not verdict.startswith("correct"), verdict  # it failed
+    if row["reason"].startswith("flagged by the static scan"):  # the scan flags the door too: no credit at all
+        assert row["points"] == "0"
+    else:
+        assert row["exercises"] == "exmini_count_test=2/2 exmini_head_test=1/1 exmini_patches_test=0/2", row
+    if door not in ("thread", "script", "code", "reload"):  # the error the route raised reaches the grader
+        assert re.match(r"`patchify` calls `(torch\.nn\.functional\.unfold|aten::im2col|vitsteps\.patches\."
+                        r"image_to_patches)` on case 1 of 3", verdict), verdict
+    assert graded["rows"]["alice"]["points"] == "5", "the control in the same run scores"
+
+
+@needs_bwrap
 def test_the_package_reference_and_forbidden_calls_are_caught_at_run_time(graded):
     rows = graded["rows"]
     assert "exmini_patches_test=0/2" in rows["reference"]["exercises"]
@@ -744,7 +803,10 @@ def test_the_package_reference_and_forbidden_calls_are_caught_at_run_time(graded
     assert "calls `torch.nn.functional.unfold`, which this exercise forbids" in rows["forbidden"]["reason"]
     assert "calls `torch.nn.Unfold`, which this exercise forbids" in rows["module"]["reason"]
     assert rows["reference"]["points"] == rows["forbidden"]["points"] == rows["module"]["points"] == "3"
-    assert "flagged exmini_head_test: removed the grader's call tracer during its calls" in rows["untracer"]["reason"]
+    assert _verdict(graded, "forbidden", "exmini_patches_test").startswith(
+        "`patchify` calls `torch.nn.functional.unfold` on case 1 of 3")
+    # switching a tracer off changes nothing: there is none; the scan flags the attempt
+    assert rows["untracer"]["points"] == "0" and "uses `.setprofile`" in rows["untracer"]["reason"]
 
 
 @needs_bwrap
@@ -752,15 +814,20 @@ def test_nothing_secret_reaches_the_graded_notebooks_or_the_feedback(graded):
     course = graded["course"]
     pages = {path: path.read_text(encoding="utf-8") for path in (course / "feedback").rglob("*.html")}
     notebooks = {path: path.read_text(encoding="utf-8") for path in (course / "autograded").rglob("*.ipynb")}
-    assert len(pages) == len(notebooks) == 19 + 2 * REAL.exists()
+    assert len(pages) == len(notebooks) == 19 + len(DOORS) + 2 * REAL.exists()
     for path, text in {**pages, **notebooks}.items():
         assert SECRET not in text and SECRET_ENV not in text, path
         assert "224, 16" not in text and "HIDDEN TESTS" not in text, path  # hidden tests never ran, never shown
-        assert "CALLED-WITH" not in text and "STASHED" not in text, path  # the grader's inputs stay out
     snoop = _read(course / "autograded" / "snoop" / "grading_mini" / "grading_mini.ipynb")
     printed = "".join(o.get("text", "") for c in snoop.cells for o in c.get("outputs", []))
+    # every output is kept, and the grader's inputs never reached that process: the function saw only the visible
+    # test's own image
+    assert "CALLED-WITH [0.0, 1.0, 2.0]" in printed and "STASHED ['[0.0, 1.0, 2.0]']\n" in printed
     assert "pid1 PermissionError" in printed and "source FileNotFoundError" in printed
     assert "course FileNotFoundError" in printed and "proc ['1', '2']" in printed
+    # the answer key is neither importable nor readable in the sandbox; what runs there is
+    assert "key ModuleNotFoundError" in printed and "keyfile FileNotFoundError" in printed, printed
+    assert "inside imported" in printed
     assert graded["rows"]["snoop"]["points"] == "5"
     for page in pages.values():
         assert "assert count_patches" not in page and "assert patchify" not in page  # no test cell code
@@ -847,3 +914,4 @@ def test_autograde_on_a_real_notebook(graded):
     page = (course / "feedback" / "alice01" / REAL.stem / f"{REAL.stem}.html").read_text(encoding="utf-8")
     assert "check(&quot;image_to_patches&quot;" not in page and "BEGIN HIDDEN" not in page
     assert "<img" in page, "the figures drawn before the first graded test are on the page"
+

@@ -82,8 +82,7 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
         preload |= sandbox.imports_of(cell.source for cell in cells if cell.cell_type == "code"
                                       and not is_solution(cell))
     jobs = max(1, jobs or min(len(os.sched_getaffinity(0)), 8))
-    warm = sandbox.Sandbox(limits, sandboxed=use_sandbox, preload=preload, watch=table.watched(),
-                           use_cgroups=use_cgroups)
+    warm = sandbox.Sandbox(limits, sandboxed=use_sandbox, preload=preload, use_cgroups=use_cgroups)
     if any(s.path is not None for s in submissions):
         warm.start()
     job = Job(warm, table, settings, secrets.token_bytes(32))

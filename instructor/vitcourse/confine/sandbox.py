@@ -135,6 +135,30 @@ def find_bwrap() -> str:
     return bwrap
 
 
+def _package_folder(package: str) -> Path | None:
+    """The folder of an importable package, as this process imports it."""
+    spec = importlib.util.find_spec(package)
+    return Path(spec.origin).resolve().parent if spec is not None and spec.origin else None
+
+
+def _hidden_course_tooling() -> list[str]:
+    """bubblewrap arguments that leave only `vitcourse/__init__.py` and `vitcourse/inside/` of the course tooling
+    visible: the answer key (`vitcourse/judge/`) and everything else of it stay out of the sandbox, wherever the
+    package is installed (a checkout, or site-packages inside the Python installation the sandbox reads)."""
+    folder = _package_folder("vitcourse")
+    if folder is None:
+        return []
+    return ["--tmpfs", str(folder), "--ro-bind", str(folder / "__init__.py"), str(folder / "__init__.py"),
+            "--ro-bind", str(folder / "inside"), str(folder / "inside"), "--remount-ro", str(folder)]
+
+
+def _import_path() -> str:
+    """PYTHONPATH for the sandbox: the folders holding vitsteps and vitcourse, so that it imports the same code as
+    the grader (a checkout's, or one on the grader's own PYTHONPATH) whatever else is installed."""
+    folders = [str(folder.parent) for folder in map(_package_folder, ("vitsteps", "vitcourse")) if folder is not None]
+    return ":".join(dict.fromkeys(folders))
+
+
 def _readonly_paths() -> list[str]:
     """Host paths the sandbox reads: the system, the Python install, the vitsteps and vitcourse packages."""
     paths = ["/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
@@ -159,14 +183,16 @@ _BASE_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", 
 
 def _zygote_env(sandboxed: bool, scratch: str) -> dict[str, str]:
     """The zygote's whole environment: made here, nothing taken from the grader's."""
-    return {**_BASE_ENV, "HOME": scratch, "MPLCONFIGDIR": f"{scratch}/mpl", "IPYTHONDIR": f"{scratch}/ipython",
-            "TMPDIR": scratch, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    return {**_BASE_ENV, "PYTHONPATH": _import_path(), "HOME": scratch, "MPLCONFIGDIR": f"{scratch}/mpl",
+            "IPYTHONDIR": f"{scratch}/ipython", "TMPDIR": scratch,
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
 
 
 def _student_env(sandboxed: bool) -> dict[str, str]:
     """The executor's whole environment; {work} and {home} are filled in by the runner."""
-    return {**_BASE_ENV, "HOME": "{home}", "MPLCONFIGDIR": "{home}/.matplotlib", "IPYTHONDIR": "{home}/.ipython",
-            "TMPDIR": "/tmp" if sandboxed else "{home}", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    return {**_BASE_ENV, "PYTHONPATH": _import_path(), "HOME": "{home}", "MPLCONFIGDIR": "{home}/.matplotlib",
+            "IPYTHONDIR": "{home}/.ipython", "TMPDIR": "/tmp" if sandboxed else "{home}",
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
 
 
 def bwrap_command(bwrap: str, control_fd: int) -> list[str]:
@@ -180,7 +206,8 @@ def bwrap_command(bwrap: str, control_fd: int) -> list[str]:
         elif Path(f"/{link}").is_dir():
             mounts += ["--ro-bind", f"/{link}", f"/{link}"]
     command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
-               "--size", str(64 * MIB), "--tmpfs", "/tmp", *mounts, "--dev", "/dev", "--proc", "/proc",
+               "--size", str(64 * MIB), "--tmpfs", "/tmp", *mounts, *_hidden_course_tooling(), "--dev", "/dev",
+               "--proc", "/proc",
                "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--clearenv"]
     for name, value in _zygote_env(True, "/tmp").items():
         command += ["--setenv", name, value]
@@ -198,24 +225,20 @@ class Sandbox:
         sandboxed: run inside bubblewrap (raises `SandboxUnavailable` if it cannot); False runs student
             code with the grader's permissions and per-process limits only (trusted code only).
         preload: modules the zygote imports once (what the notebooks import), e.g. ["torch", "vitsteps"].
-        watch: dotted names of functions the grader may ask about during its calls (forbidden calls and
-            the package's references), resolved before any student code runs.
         use_cgroups: None: use cgroups when the kernel lets the grader make them; False: never.
     """
 
     def __init__(self, limits: Limits | None = None, *, sandboxed: bool = True, preload: Iterable[str] = (),
-                 watch: Iterable[str] = (), use_cgroups: bool | None = None) -> None:
+                 use_cgroups: bool | None = None) -> None:
         self.limits = limits or Limits()
         self.sandboxed = sandboxed
         self.preload = sorted(set(preload) | {"IPython", "numpy"})
-        self.watch = sorted(set(watch))
         self.use_cgroups = use_cgroups
         self.tree: cgroups.Tree | None = None
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.lock = threading.Lock()
         self.baseline_rss = 0
-        self.watched: list[str] = []
         self.stderr_tail = b""
         self.seccomp = False
         self.restarts = 0
@@ -265,7 +288,7 @@ class Sandbox:
         zygote_end.close()
         self.control = grader_end
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        config = {"sandboxed": self.sandboxed, "preload": self.preload, "watch": self.watch,
+        config = {"sandboxed": self.sandboxed, "preload": self.preload,
                   "limits": self.limits.for_runner(), "env": _student_env(self.sandboxed),
                   "readonly": _readonly_paths()}
         grader_end.send(json.dumps(config).encode())
@@ -281,7 +304,6 @@ class Sandbox:
             self.close()
             raise SandboxUnavailable(f"the sandbox cannot run submissions here: {problem}")
         self.baseline_rss = _rss(self.process.pid) if not self.sandboxed else _zygote_rss(self.process.pid)
-        self.watched = list(ready.get("watched", []))
 
     def _drain_stderr(self) -> None:
         stream = self.process.stderr if self.process else None
@@ -374,12 +396,15 @@ def _pss(pid: str) -> int:
 
 @dataclasses.dataclass
 class Reply:
-    """What came back from a call: `op` is returned, raised, missing, unreadable, refused or timeout."""
+    """What came back from a call: `op` is returned, raised, missing, unreadable, refused or timeout; `found`, the
+    closed route the call tried (named by the error it raised); `arguments`, the positional and keyword arguments
+    as they were after the call (to check that the function left them unchanged)."""
 
     op: str
     value: Any = None
     ename: str = ""
     found: list[str] = dataclasses.field(default_factory=list)
+    arguments: tuple = ()
 
 
 class Session:
@@ -617,14 +642,40 @@ class Session:
             self._count(payload)
         raise AssertionError("unreachable: _replies ends only by raising")
 
-    def call(self, name: str, args: tuple, kwargs: dict[str, Any], watch: list[str]) -> Reply:
-        """Call the student's `name(*args, **kwargs)` in the executor; decode what it returned.
+    def close_routes(self, names: list[str]) -> list[str]:
+        """Close the routes `names` in the executor before any cell runs (`vitsteps.teach.checks.routes`); return
+        those it closed.
+
+        Raises:
+            Stopped: the executor refused (a cell or a call ran already) or the submission ended.
+        """
+        self._send({"op": "close", "routes": list(names)})
+        for kind, payload, _ in self._replies("closing routes"):
+            message = self._other(kind, payload)
+            if message.get("op") == "closed":
+                if message.get("refused"):
+                    raise Stopped("the sandbox could not close the routes this exercise rules out")
+                return [str(name) for name in message.get("routes", []) if isinstance(name, str)]
+            self._count(payload)
+        raise AssertionError("unreachable: _replies ends only by raising")
+
+    def call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Reply:
+        """Call the student's `name(*args, **kwargs)` in the executor; decode what it returned and the arguments as
+        they were after the call.
 
         Raises:
             Stopped: the submission ended (the call ignored the interrupt, the kernel died, ...).
         """
         tree, blob = wire.encode((tuple(args), tuple(kwargs.items())))
-        return self._request({"op": "call", "name": name, "args": tree, "watch": list(watch)}, blob)
+        reply = self._request({"op": "call", "name": name, "args": tree}, blob)
+        if reply.op == "returned":
+            returned = reply.value
+            try:
+                value, after, keywords = returned
+                reply.value, reply.arguments = value, (tuple(after), dict(keywords))
+            except (TypeError, ValueError):  # not (value, arguments, keyword items): a forged reply
+                return Reply("unreadable", found=reply.found)
+        return reply
 
     def backward(self, weights: list[Any], positions: list[int]) -> Reply:
         """Back-propagate sum(output * weight) from the last call; the gradients of the argument positions."""
@@ -819,10 +870,12 @@ def imports_of(sources: Iterable[str]) -> set[str]:
 
 
 def run_notebook(session: Session, notebook: nbformat.NotebookNode, record: Execution,
-                 after_cell: Any = None) -> None:
-    """Run the notebook's code cells in `session`, outputs into the cells; `after_cell(index)` after each."""
+                 after_cell: Any = None, only: Iterable[int] | None = None) -> None:
+    """Run the notebook's code cells in `session` (only the indices `only`, when given), outputs into the cells;
+    `after_cell(index)` after each."""
+    chosen = set(only) if only is not None else None
     for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or (chosen is not None and index not in chosen):
             continue
         try:
             status = session.run_cell(index, cell.source)

@@ -5,7 +5,7 @@
 
 The process tree for one autograde run, inside one bubblewrap sandbox:
 
-    zygote          imports torch, vitsteps, IPython, ... once; resolves the names the grader watches for;
+    zygote          imports torch, vitsteps, IPython, ... once;
      |              never runs student code. On each "start" from the grader (with a socket) it forks:
      +- holder      makes new user, mount, pid, ipc, net and uts namespaces (or none without a sandbox)
          +- init    pid 1 of the submission: mounts a fresh /proc and a size-limited tmpfs for all writable
@@ -48,7 +48,7 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 _CHANNEL: socket.socket | None = None
 _EXECUTOR_PID = 0
 _SHELL: Any = None
-_WATCHED: dict[str, Any] = {}  # dotted name -> the object, resolved by the zygote before any student code
+_STUDENT_CODE_RAN = False  # once a cell or a call has run, routes can no longer be closed
 
 
 # ------------------------------------------------------------------------------------------ system calls
@@ -190,18 +190,13 @@ def zygote(control_fd: int) -> None:
             __import__(name)
         except Exception:  # noqa: BLE001, S110 - a module the notebook cannot import fails there, visibly
             pass
-    for name in config.get("watch", []):
-        found = _resolve(name)
-        if found is not None:
-            _WATCHED[name] = found
     global _SHELL
     _SHELL = _make_shell()
     _warm_up()
     baseline = _vm_size()
     probe = _probe_namespaces() if config["sandboxed"] else ""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # holders are reaped by the kernel
-    control.send(json.dumps({"op": "ready", "baseline": baseline, "problem": probe,
-                             "watched": sorted(_WATCHED)}).encode())
+    control.send(json.dumps({"op": "ready", "baseline": baseline, "problem": probe}).encode())
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(control, 1 << 16, 1)
@@ -240,25 +235,6 @@ def _start_holder(control: socket.socket, fd: int, config: dict[str, Any], messa
                   baseline: int) -> None:
     control.close()
     _holder(fd, config, message, baseline)
-
-
-def _resolve(dotted: str) -> Any:
-    """The object a dotted name like `torch.nn.functional.unfold` names, or None."""
-    import importlib
-
-    parts = dotted.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            value = importlib.import_module(".".join(parts[:split]))
-        except Exception:  # noqa: BLE001 - not a module at this length; try a shorter one
-            continue
-        try:
-            for part in parts[split:]:
-                value = getattr(value, part)
-        except AttributeError:
-            return None
-        return value
-    return None
 
 
 def _vm_size() -> int:
@@ -431,7 +407,9 @@ def _executor(sock: socket.socket, config: dict[str, Any], work: str, baseline: 
         except (EOFError, OSError, ValueError):
             os._exit(0)
         op = message.get("op")
-        if op == "run":
+        if op == "close":
+            _close_routes(message)
+        elif op == "run":
             _run_cell(message)
         elif op == "call":
             _call(message, blob, last)
@@ -562,7 +540,21 @@ def _emit_output(message: dict[str, Any]) -> None:
         _emit({"op": "output", "output_type": "stream", "name": "stderr", "text": "[an output was not JSON]\n"})
 
 
+def _close_routes(message: dict[str, Any]) -> None:
+    """Close the routes the grader names, for the rest of this process: only before any cell has run, so that no
+    student code can have kept a way around them (see `vitsteps.teach.checks.routes`)."""
+    from vitsteps.teach.checks import routes
+
+    names = message.get("routes", [])
+    if _STUDENT_CODE_RAN or not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        _emit({"op": "closed", "routes": [], "refused": True})
+        return
+    _emit({"op": "closed", "routes": routes.close_for_good(names), "refused": False})
+
+
 def _run_cell(message: dict[str, Any]) -> None:
+    global _STUDENT_CODE_RAN
+    _STUDENT_CODE_RAN = True
     code = message.get("code", "")
     result = _SHELL.run_cell(code if isinstance(code, str) else "", store_history=True)
     _flush()
@@ -570,9 +562,12 @@ def _run_cell(message: dict[str, Any]) -> None:
 
 
 def _call(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> None:
-    """Call the student's function on the grader's arguments; send back its value as plain data."""
+    """Call the student's function on the grader's arguments; send back its value, and the arguments as they are
+    after the call, as plain data."""
     from vitcourse.inside import wire
 
+    global _STUDENT_CODE_RAN
+    _STUDENT_CODE_RAN = True
     last.clear()
     reply = {"id": message.get("id")}
     function = _SHELL.user_ns.get(message.get("name"))
@@ -586,66 +581,33 @@ def _call(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> None:
     except (wire.WireError, KeyError, TypeError, ValueError):
         _emit({**reply, "op": "refused"})
         return
-    found: list[str] = []
     try:
-        value = _watched_call(function, arguments, keywords, message.get("watch", []), found)
+        value = function(*arguments, **keywords)
     except BaseException as error:  # noqa: BLE001 - whatever the student's code raised, by type name only
         _flush()
-        _emit({**reply, "op": "raised", "ename": type(error).__name__, "found": found})
+        _emit({**reply, "op": "raised", "ename": type(error).__name__, "found": _closed_route(error)})
         return
     _flush()
-    last.update(arguments=arguments, value=value, watch=message.get("watch", []))
+    last.update(arguments=arguments, value=value)
     try:
-        tree, data = wire.encode(value)
+        tree, data = wire.encode((value, tuple(arguments), tuple(keywords.items())))  # changed by the call?
         if len(data) > wire.MAX_ARRAY_BYTES:
             raise wire.WireError(f"the value holds more than {wire.MAX_ARRAY_BYTES} bytes of arrays")
     except Exception as error:  # noqa: BLE001 - a value that cannot be sent is the student's problem
-        _emit({**reply, "op": "unreadable", "type": type(value).__name__, "why": str(error)[:200], "found": found})
+        _emit({**reply, "op": "unreadable", "type": type(value).__name__, "why": str(error)[:200], "found": []})
         return
-    _emit({**reply, "op": "returned", "value": tree, "found": found, "blob": True}, data)
+    _emit({**reply, "op": "returned", "value": tree, "found": [], "blob": True}, data)
 
 
-def _watched_call(function: Any, arguments: list, keywords: dict, names: list[str], found: list[str]) -> Any:
-    """Run function(*arguments, **keywords), noting each watched function it reaches (by code or identity)."""
-    import threading
+def _closed_route(error: BaseException) -> list[str]:
+    """The route the error says was closed (what the student's code tried), as a list of at most one name."""
+    from vitsteps.teach.checks import routes
 
-    codes: dict[Any, str] = {}
-    builtins: dict[int, tuple[Any, str]] = {}
-    for name in names if isinstance(names, list) else []:
-        target = _WATCHED.get(name) if name in _WATCHED else _resolve(str(name))
-        # a class (torch.nn.Unfold) is reached through the methods it defines itself
-        targets = [vars(target)[attribute] for attribute in ("__init__", "__call__", "forward")
-                   if attribute in vars(target)] if isinstance(target, type) else [target]
-        for target in targets:
-            while target is not None:
-                code = getattr(target, "__code__", None)
-                if code is not None:
-                    codes[code] = name
-                else:
-                    builtins[id(target)] = (target, name)
-                target = getattr(target, "__wrapped__", None)
-
-    def profiler(frame: Any, event: str, argument: Any) -> None:
-        if event == "call":
-            name = codes.get(frame.f_code)
-        elif event == "c_call":
-            entry = builtins.get(id(argument))
-            name = entry[1] if entry is not None and entry[0] is argument else None
-        else:
-            return
-        if name is not None and name not in found:
-            found.append(name)
-
-    threading.setprofile(profiler)
-    sys.setprofile(profiler)
     try:
-        return function(*arguments, **keywords)
-    finally:
-        intact = sys.getprofile() is profiler
-        sys.setprofile(None)
-        threading.setprofile(None)
-        if not intact and "(the call tracer was removed)" not in found:  # vitcourse.judge.verdict.TRACER_REMOVED
-            found.append("(the call tracer was removed)")
+        route = routes.closed_route(error)
+    except Exception:  # noqa: BLE001 - an exception whose text cannot even be read names no route
+        return []
+    return [route[:200]] if route else []
 
 
 def _backward(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> None:
@@ -666,7 +628,6 @@ def _backward(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> Non
         return
     value = last["value"]
     outputs = list(value) if isinstance(value, (tuple, list)) else [value]
-    found: list[str] = []
 
     def backward() -> tuple:
         total = None
@@ -682,14 +643,14 @@ def _backward(message: dict[str, Any], blob: bytes, last: dict[str, Any]) -> Non
                      else None for p in positions)
 
     try:
-        grads = _watched_call(backward, [], {}, last.get("watch", []), found)
+        grads = backward()
         tree, data = wire.encode(grads)
     except BaseException as error:  # noqa: BLE001 - the student's backward failed
         _flush()
-        _emit({**reply, "op": "raised", "ename": type(error).__name__, "found": found})
+        _emit({**reply, "op": "raised", "ename": type(error).__name__, "found": _closed_route(error)})
         return
     _flush()
-    _emit({**reply, "op": "grads", "value": tree, "found": found, "blob": True}, data)
+    _emit({**reply, "op": "grads", "value": tree, "found": [], "blob": True}, data)
 
 
 # ------------------------------------------------------------------------------------------ launch (root only)

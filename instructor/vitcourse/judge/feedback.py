@@ -9,7 +9,7 @@ import threading
 import nbformat
 
 from .cells import cell_grade_id, is_test, shown_number
-from .grade import STUDENT_MARK, WITHHELD, Grade
+from .grade import STUDENT_MARK, Grade
 
 _SAFE_MIME = ("text/plain", "image/png", "image/jpeg")
 _EXPORTERS = threading.local()
@@ -30,9 +30,8 @@ def feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
               for grade_id, (got, out_of) in grade.exercises.items()]
     if grade.reasons:
         lines += ["", "**Notes from the grader:**", "", _as_plain_text("\n".join(grade.reasons))]
-    kept_until = notebook.metadata.get("vitcourse", {}).get("outputs_kept_until_cell")
     cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
-    for index, cell in enumerate(notebook.cells):
+    for cell in notebook.cells:
         if is_test(cell):
             grade_id = cell_grade_id(cell)
             got, out_of = grade.exercises.get(grade_id, (0.0, 0.0))
@@ -58,8 +57,6 @@ def feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
             cell.outputs = kept
         cell.pop("attachments", None)
         cells.append(cell)
-        if kept_until is not None and index + 1 == kept_until:
-            cells.append(nbformat.v4.new_markdown_cell(f"*{WITHHELD}*"))
     notebook.cells = cells
     notebook.metadata = {"language_info": {"name": "python"}}
     exporter = getattr(_EXPORTERS, "html", None)

@@ -10,14 +10,12 @@ import nbformat
 
 from ..confine import sandbox
 from ..student import without_hidden_tests
-from . import scan
+from . import scan, slicing
 from . import verdict as judge
 from .cells import cell_grade_id, cell_meta, cell_points, is_solution, is_test, shown_number
 
 STUDENT_MARK = "vitsteps_added_by_student"  # cell metadata flag on cells the student added
 _SCAN_FLAG = "the static scan flags the notebook (see the reason)"
-WITHHELD = ("[outputs after the first graded exercise are not kept: from then on the notebook's process held the "
-            "grader's test inputs]")
 
 
 
@@ -215,7 +213,13 @@ class Job:
 
 def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
                    submitted: nbformat.NotebookNode, grade: Grade, job: Job) -> nbformat.NotebookNode:
-    """Grade one submission into `grade`; return the graded notebook (outputs up to the first graded test)."""
+    """Grade one submission into `grade`; return the graded notebook, with every output of its run.
+
+    The notebook runs once as the student wrote it, for its outputs (what the instructor and the feedback page
+    show); no input of the grader's ever enters that process. Then each exercise gets a graded run of its own: a
+    new process where the exercise's ruled-out routes are closed before any student code runs, which runs the
+    student's cells and the instructor cells they need (`slicing`), and where the grader calls the function.
+    """
     notebook_name = Path(grade.notebook).stem
     tests = {cell_grade_id(cell): cell for cell in source.cells if is_test(cell)}
     grade.max_points = sum(cell_points(cell) for cell in tests.values())
@@ -226,9 +230,7 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
     findings = scan_findings(source, assembled)
     notebook = assembled.notebook
     solutions = {cell_grade_id(cell): cell.source for cell in notebook.cells if is_solution(cell)}
-    positions = {index: cell_grade_id(cell) for index, cell in enumerate(notebook.cells) if is_test(cell)}
-    outcomes: dict[str, judge.Outcome] = {}
-    first_graded: list[int] = []
+    test_cells = [index for index, cell in enumerate(notebook.cells) if is_test(cell)]
     oom: list[int] = []
     kills = [0]
     record = sandbox.Execution(notebook=notebook)
@@ -238,25 +240,22 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
         if session.group is not None and session.group.oom_kills() > kills[0]:
             kills[0] = session.group.oom_kills()
             oom.append(index)
-        grade_id = positions.get(index)
-        exercise = exercises.get(grade_id) if grade_id else None
-        if exercise is None:
-            return
-        if not first_graded:
-            first_graded.append(index)
-        seed = judge.case_seed(job.secret, grade.student, grade.assignment, exercise.name)
-        outcomes[grade_id] = judge.judge(session, job.table, exercise, seed)
 
     try:
         sandbox.run_notebook(session, notebook, record, after_cell)
     finally:
         session.close()
     memory = [index for index, cell in enumerate(notebook.cells) if _is_memory_error(cell)]
-    if first_graded:
-        for cell in notebook.cells[first_graded[0] + 1:]:
-            if cell.cell_type == "code" and cell.outputs:
-                cell.outputs = []
-        notebook.metadata["vitcourse"] = {"outputs_kept_until_cell": first_graded[0] + 1}
+
+    sources = {index: cell.source for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
+    solution_at = {cell_grade_id(cell): index for index, cell in enumerate(notebook.cells) if is_solution(cell)}
+    outcomes: dict[str, judge.Outcome] = {}
+    for grade_id, exercise in exercises.items():
+        if exercise is not None:
+            seed = judge.case_seed(job.secret, grade.student, grade.assignment, exercise.name)
+            needed = slicing.cells_for(sources, [solution_at[exercise.grade_id]] if exercise.grade_id in solution_at
+                                       else [], assembled.student_cells, test_cells)
+            outcomes[grade_id] = graded_run(job, notebook, needed, exercise, seed)
 
     credit = job.settings.flagged_credit
     for grade_id, cell in tests.items():
@@ -271,8 +270,6 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
             flags.append(_SCAN_FLAG)
         if exercise is None:
             grade.verdicts[grade_id] = f"not graded: the exercise table {job.table.source!r} has no exercise for it"
-        elif outcome is None:
-            grade.verdicts[grade_id] = "not graded: the notebook stopped before this test cell"
         elif not outcome.passed:
             grade.verdicts[grade_id] = outcome.hint
         elif flags:
@@ -305,3 +302,19 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
     grade.reasons = [reason for reason in grade.reasons if reason]
     return notebook
 
+
+def graded_run(job: Job, notebook: nbformat.NotebookNode, cells: list[int], exercise: Any, seed: int) -> judge.Outcome:
+    """One exercise judged in a process of its own: its routes closed first, then the cells, then the calls."""
+    run = nbformat.v4.new_notebook(cells=[copy.deepcopy(cell) for cell in notebook.cells])
+    record = sandbox.Execution(notebook=run)
+    session = job.warm.session()
+    try:
+        session.close_routes(job.table.routes(exercise))
+        sandbox.run_notebook(session, run, record, only=cells)
+        if record.stopped:
+            return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({record.stopped})")
+        return judge.judge(session, job.table, exercise, seed)
+    except sandbox.Stopped as stop:
+        return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({stop})")
+    finally:
+        session.close()

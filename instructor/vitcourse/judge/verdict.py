@@ -1,18 +1,21 @@
 """The grade of one exercise, decided in the grader's own process from plain data.
 
-The exercise table (`vitsteps.teach.checks` by default, see the exercise-table contract: `Case`,
+The exercise table (`vitcourse.judge.exercises` by default, see the exercise-table contract: `Case`,
 `Exercise`, `EXERCISES`, `verdict`) says, for each graded function, how to make test cases from a random
-generator, what the reference returns, which calls are forbidden and which package functions already solve
+generator, what the reference returns, which routes are forbidden and which package functions already solve
 it. For each exercise the grader:
 
 1. makes the cases here, from a generator seeded per run and per student from a secret that never leaves
    this process (so the inputs are new each run and never shown to the student);
-2. has the sandboxed executor call the student's function on each case (`Session.call`) and takes back
-   only plain data (`vitcourse.inside.wire`), plus the gradients of the case's `grad_args` when it has any;
-3. decides with the table's `verdict` here: the student's process never sees the reference's answer and
-   cannot change the decision, so a wrong answer cannot score;
-4. reports the watched calls the executor saw during its calls (the exercise's `forbidden` names and its
-   `package_reference`), and a solution whose code is the package reference's code with other names.
+2. has the sandboxed executor call the student's function on each case (`Session.call`) in a process where the
+   exercise's routes were closed before any student code ran (`vitcourse.judge.grade`), and takes back only plain
+   data (`vitcourse.inside.wire`): the value, the arguments as they were after the call, and the gradients of the
+   case's `grad_args` when it has any;
+3. decides here: the arguments must come back as they were sent, and the table's `verdict` compares the value
+   with the reference's; the student's process never sees the reference's answer and cannot change the
+   decision, so a wrong answer cannot score;
+4. names the closed route a call ran into (the call then failed, so the exercise scores 0), and a solution whose
+   code is the package reference's code with other names.
 
 What is shown to the student is the grader's text: the table's hints, the case's label, and for an
 exception only the name of a built-in exception type.
@@ -34,10 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vitsteps.teach.checks import routes
+
 from ..confine.sandbox import Session
 
 DEFAULT_TABLE = "vitcourse.judge.exercises"
-TRACER_REMOVED = "(the call tracer was removed)"  # what the runner reports when a call removed its tracer
 _BUILTIN_ERRORS = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
                    and issubclass(getattr(builtins, name), BaseException)}
 
@@ -62,16 +66,13 @@ class Table:
                 return exercise
         return None
 
-    def watched(self) -> list[str]:
-        """Every forbidden and reference name in the table (the zygote resolves them before student code)."""
-        names = set()
-        for exercise in self.exercises.values():
-            names |= set(exercise.forbidden) | set(exercise.package_reference)
-        return sorted(names)
+    def routes(self, exercise: Any) -> list[str]:
+        """The routes closed in the process that grades `exercise`: its forbidden ones and the package's own."""
+        return list(dict.fromkeys(list(exercise.forbidden) + list(exercise.package_reference)))
 
 
 def load_table(spec: str | None = None) -> Table:
-    """Import the exercise table: a module name (default `vitsteps.teach.checks`) or a path to a .py file.
+    """Import the exercise table: a module name (default `vitcourse.judge.exercises`) or a path to a .py file.
 
     Raises:
         TableUnavailable: it cannot be imported, or it lacks `EXERCISES` or `verdict`.
@@ -141,7 +142,6 @@ def judge(session: Session, table: Table, exercise: Any, seed: int) -> Outcome:
 
     cases = exercise.make_cases(torch.Generator().manual_seed(seed))
     name = exercise.name
-    watch = list(exercise.forbidden) + list(exercise.package_reference)
     found: list[str] = []
 
     def outcome(passed: bool, hint: str = "") -> Outcome:
@@ -149,21 +149,30 @@ def judge(session: Session, table: Table, exercise: Any, seed: int) -> Outcome:
 
     for number, case in enumerate(cases, start=1):
         where = f"case {number} of {len(cases)} ({case.label})"
-        arguments = tuple(argument.detach().clone().requires_grad_(True) if index in case.grad_args else argument
-                          for index, argument in enumerate(case.args))
-        reply = session.call(name, arguments, dict(case.kwargs), watch)
+        sent = tuple(argument.detach().clone().requires_grad_(True) if index in case.grad_args else argument
+                     for index, argument in enumerate(case.args))
+        reply = session.call(name, sent, dict(case.kwargs))
         found += [item for item in reply.found if item not in found]
         if reply.op == "missing":
             what = "is not a function" if reply.ename == "not callable" else "is not defined"
             return outcome(False, f"`{name}` {what} when its test cell runs.")
         if reply.op == "timeout":
             return outcome(False, f"`{name}` ran past the time limit on {where}.")
+        if reply.op == "raised" and reply.found:
+            return outcome(False, f"`{name}` calls `{reply.found[0]}` on {where}, which "
+                                  + ("already solves this exercise" if reply.found[0] in exercise.package_reference
+                                     else "this exercise rules out") + ": write it with other torch operations.")
         if reply.op == "raised":
             error = reply.ename if reply.ename in _BUILTIN_ERRORS else "an exception"
             return outcome(False, f"`{name}` raised {error} on {where}.")
         if reply.op != "returned":
             return outcome(False, f"`{name}` returned something the grader cannot read on {where}; return a "
                                   f"tensor, a tuple of tensors, an int or a float.")
+        changed = changed_argument(exercise, case, reply.arguments)
+        if changed is not None:
+            return outcome(False, f"`{name}` changed its input `{changed}` in place on {where}: build a new tensor "
+                                  f"instead (in-place operations such as `+=`, `.add_()` or slice assignment modify "
+                                  f"the caller's tensor).")
         grads = None
         if case.grad_args:
             weights = table.grad_weights(case, reply.value)
@@ -181,6 +190,40 @@ def judge(session: Session, table: Table, exercise: Any, seed: int) -> Outcome:
     return outcome(True)
 
 
+def changed_argument(exercise: Any, case: Any, after: tuple) -> str | None:
+    """The name of the first argument that did not come back as the grader sent it, or None (all unchanged).
+
+    `after` is (positional arguments, keyword arguments) as the executor had them after the call."""
+    import torch
+
+    positional, keywords = after if len(after) == 2 else ((), {})
+    names = list(getattr(exercise, "arg_names", []) or []) or [f"argument {i + 1}" for i in range(len(case.args))]
+    pairs = [(names[i] if i < len(names) else f"argument {i + 1}", sent, positional[i] if i < len(positional) else
+              _MISSING) for i, sent in enumerate(case.args)]
+    pairs += [(key, sent, keywords.get(key, _MISSING)) for key, sent in case.kwargs.items()]
+    for label, sent, back in pairs:
+        if back is _MISSING or not _same(sent, back, torch):
+            return label
+    return None
+
+
+_MISSING = object()
+
+
+def _same(sent: Any, back: Any, torch: Any) -> bool:
+    if isinstance(sent, torch.Tensor):
+        return isinstance(back, torch.Tensor) and back.shape == sent.shape and back.dtype == sent.dtype and \
+            torch.equal(back.detach(), sent.detach())
+    if isinstance(sent, torch.nn.Linear):
+        return isinstance(back, torch.nn.Linear) and all(
+            _same(a, b, torch) for a, b in zip((sent.weight, sent.bias), (back.weight, back.bias), strict=True)
+            if a is not None or b is not None) and (sent.bias is None) == (back.bias is None)
+    if isinstance(sent, (tuple, list)):
+        return isinstance(back, (tuple, list)) and len(back) == len(sent) and all(
+            _same(a, b, torch) for a, b in zip(sent, back, strict=True))
+    return True  # numbers, strings, configs: the function cannot change them in place
+
+
 def _flags(exercise: Any, found: list[str]) -> list[str]:
     flags = []
     for name in found:
@@ -188,10 +231,8 @@ def _flags(exercise: Any, found: list[str]) -> list[str]:
             flags.append(f"calls the package's own `{name}`, which already solves the exercise")
         elif name in exercise.forbidden:
             flags.append(f"calls `{name}`, which this exercise forbids")
-        elif name == TRACER_REMOVED:
-            flags.append("removed the grader's call tracer during its calls")
         else:
-            flags.append(f"reported {name[:80]!r} during the grader's calls")
+            flags.append(f"ran into the closed route {name[:80]!r} during the grader's calls")
     return flags
 
 
@@ -205,7 +246,7 @@ def copied_reference(solution: str, exercise: Any) -> str | None:
         return None
     mine = _shape(student)
     for dotted in exercise.package_reference:
-        target = _resolve(dotted)
+        target = routes.resolve(dotted)
         try:
             source = textwrap.dedent(inspect.getsource(target))
         except (TypeError, OSError):
@@ -215,19 +256,6 @@ def copied_reference(solution: str, exercise: Any) -> str | None:
                          None)
         if reference is not None and _shape(reference) == mine and len(mine) > 120:
             return dotted
-    return None
-
-
-def _resolve(dotted: str) -> Any:
-    parts = dotted.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            value = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for part in parts[split:]:
-            value = getattr(value, part, None)
-        return value
     return None
 
 
