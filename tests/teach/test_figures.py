@@ -481,7 +481,7 @@ def test_a_redraw_reuses_the_figure_and_replaces_what_was_drawn(name):
 
 def test_training_curves_draw_loss_and_accuracy_of_train_and_test_with_baselines():
     history = History(epoch=[1, 2, 3], train_loss=[2.0, 1.0, 0.5], train_accuracy=[0.3, 0.6, 0.9],
-                      test_loss=[2.1, 1.2, 0.7], test_accuracy=[0.25, 0.55, 0.85])
+                      val_loss=[2.1, 1.2, 0.7], val_accuracy=[0.25, 0.55, 0.85])
     fig = draw(figures.plot_training_curves, history, baselines={"SVC": 0.98, "kNN": 0.96}, title="digits")
     loss_ax, accuracy_ax = fig.axes
     train_loss, test_loss = loss_ax.lines
