@@ -82,8 +82,9 @@ def resample_position_table(position_table: torch.Tensor, new_grid: int | tuple[
                             num_prefix_tokens: int = 1) -> torch.Tensor:
     """Resample a learned position table to another patch grid (another image size).
 
-    The prefix rows (CLS) are kept as they are; the patch rows are laid out on their grid and
-    interpolated bicubically, as timm and the paper (section 3.2) do for fine-tuning at higher resolution.
+    The prefix rows (CLS) are kept as they are; the patch rows are laid out on their grid and interpolated
+    bicubically, as timm does. The paper (section 3.2) interpolates the table in 2-D to fine-tune at a higher
+    resolution; its released code does it linearly (`scipy.ndimage.zoom` with `order=1`).
 
     Args:
         position_table: `[1, prefix + old_rows*old_cols, D]` or `[prefix + old_rows*old_cols, D]`.
