@@ -240,7 +240,7 @@ def replace_fields(instance: Any, overrides: dict[str, object]) -> Any:
 # --- the stages' checks: one call at the top of each stage function, so that the stage reads as what it computes --
 
 
-def image_and_patch(image: object, patch_size: object) -> None:
+def patchable(image: object, patch_size: object) -> None:
     """`image` `[B, C, H, W]` and a `patch_size` that cuts both its sides into whole patches."""
     tensor(image, "image", 4, "[B, C, H, W]")
     positive_int(patch_size, "patch_size")
@@ -249,8 +249,8 @@ def image_and_patch(image: object, patch_size: object) -> None:
 
 
 def patch_embedding(image: object, patch_size: object, weight: object) -> None:
-    """`image_and_patch`, and a `weight` `[C*P*P, D]` with one row per value of a flattened patch."""
-    image_and_patch(image, patch_size)
+    """`patchable`, and a `weight` `[C*P*P, D]` with one row per value of a flattened patch."""
+    patchable(image, patch_size)
     tensor(weight, "weight", 2, "[C*P*P, D]")
     C = image.shape[1]
     depth = C * patch_size * patch_size

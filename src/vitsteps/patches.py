@@ -27,7 +27,7 @@ def image_to_patches(image: torch.Tensor, patch_size: int) -> torch.Tensor:
     Returns:
         `[B, N, C*P*P]` patches, `N = (H/P) * (W/P)`, each flattened channel first, then row, then column.
     """
-    _validate.image_and_patch(image, patch_size)
+    _validate.patchable(image, patch_size)
     columns = F.unfold(image, kernel_size=patch_size, stride=patch_size)  # [B, C*P*P, N]
     return columns.transpose(-1, -2)  # [B, N, C*P*P]
 
