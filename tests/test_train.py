@@ -404,6 +404,9 @@ REFUSED = {
         (lambda: get_recipe("imagenet"), ValueError, r"name must be one of 'digits', 'mnist', got 'imagenet'"),
     "pick_device: an unknown device":
         (lambda: pick_device("banana"), ValueError, r"device must be 'cpu', 'cuda', 'mps' or None"),
+    "evaluate: fewer labels than images, named as its parameters":
+        (lambda: evaluate(tiny_model(), SHAPES[0], torch.zeros(3).long()), ValueError,
+         r"^images has 8 images but labels has 3 labels; they must match one to one"),
     "evaluate: labels beyond the model's classes":
         (lambda: evaluate(tiny_model(), SHAPES[0], torch.full((8,), 9)), ValueError,
          r"labels go from 9 to 9 but the model has num_classes=4"),

@@ -116,14 +116,15 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return chosen
 
 
-def _check_labelled(images: object, labels: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    _validate.tensor(images, f"{name}_images", 4, "[n, C, H, W]")
-    _validate.labels(labels, f"{name}_labels")
+def _check_labelled(images: object, labels: object, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images `[n, C, H, W]` and one integer label each, named `{prefix}images` and `{prefix}labels`."""
+    _validate.tensor(images, f"{prefix}images", 4, "[n, C, H, W]")
+    _validate.labels(labels, f"{prefix}labels")
     if len(images) != len(labels):
-        raise ValueError(f"{name}_images has {len(images)} images but {name}_labels has {len(labels)} labels; "
+        raise ValueError(f"{prefix}images has {len(images)} images but {prefix}labels has {len(labels)} labels; "
                          f"they must match one to one.")
     if len(images) == 0:
-        raise ValueError(f"{name}_images is empty; pass at least one image.")
+        raise ValueError(f"{prefix}images is empty; pass at least one image.")
     return images, labels.long()
 
 
@@ -140,12 +141,12 @@ def _split_data(data: object, val: object) -> tuple[tuple[torch.Tensor, torch.Te
     else:
         _validate.fail(TypeError, "data", "a DigitsSplit, a MnistSplit or an (images [n, C, H, W], labels [n]) pair",
                        data, "use load_digits_split() or load_mnist_split()")
-    train_part = _check_labelled(*train_part, "train")
+    train_part = _check_labelled(*train_part, "train_")
     if val is not None:
         if not (isinstance(val, (tuple, list)) and len(val) == 2):
             _validate.fail(TypeError, "val", "an (images, labels) pair or None", val,
                            "pass (split.val_images, split.val_labels), or split.part('val')")
-        val = _check_labelled(*val, "val")
+        val = _check_labelled(*val, "val_")
     return train_part, val
 
 
@@ -300,7 +301,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
              device: str | torch.device | None = None) -> Evaluation:
     """Cross-entropy (no smoothing), accuracy and predictions of `model` on `images [n, C, H, W]`, `labels [n]`."""
     _check_model(model)
-    images, labels = _check_labelled(images, labels, "test")
+    images, labels = _check_labelled(images, labels, "")  # its parameters are images and labels
     _check_classes(model, labels, "labels")
     logits = predict(model, images, batch_size, device)  # [n, K]
     predictions = logits.argmax(dim=1)  # [n]
