@@ -1,6 +1,7 @@
 """Assertions shared by the test modules."""
 from __future__ import annotations
 
+import base64
 import re
 import warnings
 from collections.abc import Callable
@@ -91,10 +92,17 @@ def drawn(image: object) -> np.ndarray:
 
 def assert_readable(fig: object) -> None:
     """A figure as a notebook shows it: at most 9 in wide (wider ones are shrunk, text and all), no visible text
-    under 8 points. Draws the figure first, so that text placed at draw time counts too."""
+    under 8 points, and stored with at least 150 pixels per inch of the size it is shown at (sharp on high-density
+    screens). Renders the figure the way the notebook stores it first, so that text placed at draw time counts too."""
     from matplotlib.text import Text
 
-    fig.canvas.draw()
+    from vitsteps.teach.figures._draw import png_size, screen_png
+
+    data, shown = screen_png(fig)
+    stored_width, stored_height = png_size(base64.b64decode(data))
+    inches = shown["width"] / fig.dpi, shown["height"] / fig.dpi  # the size the notebook shows it at
+    assert stored_width / inches[0] >= 150 and stored_height / inches[1] >= 150, \
+        f"{stored_width}x{stored_height} pixels for {inches[0]:.2f}x{inches[1]:.2f} in: under 150 per inch"
     assert fig.get_figwidth() <= 9.0, "wider than a notebook cell: the notebook would shrink it, text and all"
     small = [(text.get_text(), text.get_fontsize()) for text in fig.findobj(Text)
              if text.get_visible() and text.get_text().strip() and text.get_fontsize() < 8]

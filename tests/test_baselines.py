@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import assert_all_refused, refusal_cases
 
-from vitsteps.baselines import SmallCNN, fit_svc
+from vitsteps.baselines import SmallCNN, fit_logistic, fit_svc
 from vitsteps.model import ViT, count_parameters, get_config
 
 
@@ -66,6 +66,14 @@ REFUSED = {
     "fit_svc: a negative C":
         (lambda: fit_svc(_blobs(4, 0), _blobs(4, 1), _blobs(4, 2), C_grid=(-1.0,)), ValueError,
          r"C_grid\[0\] must be a number > 0, got -1\.0"),
+    "fit_svc: no validation images for a grid of settings":
+        (lambda: fit_svc(_blobs(4, 0), None, _blobs(4, 2)), ValueError,
+         r"val=None leaves nothing to choose 5 x 4 settings on; pass validation images, or one value in each grid"),
+    "fit_logistic: test images without channels":
+        (lambda: fit_logistic(_blobs(4, 0), (torch.rand(4, 4, 4), torch.arange(4))), ValueError,
+         r"test\[0\] must be a tensor with 4 dimensions"),
+    "fit_logistic: a zero C":
+        (lambda: fit_logistic(_blobs(4, 0), _blobs(4, 1), C=0), ValueError, r"C must be a number > 0, got 0"),
     "fit_svc: an empty gamma grid":
         (lambda: fit_svc(_blobs(4, 0), _blobs(4, 1), _blobs(4, 2), gamma_grid=()), TypeError,
          r"gamma_grid must be a non-empty list of numbers"),
@@ -86,3 +94,14 @@ def test_the_cnn_trains_with_the_package_loop(widths):
     cnn = SmallCNN(num_classes=2, widths=widths, img_size=8)
     history = train(cnn, (images, labels), epochs=3, warmup_epochs=1, max_shift=0, mixup_alpha=0.0, progress=False)
     assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_one_svc_setting_needs_no_validation_images_and_logistic_regression_scores_below_it():
+    from vitsteps.data import load_digits_split
+
+    digits = load_digits_split(0)
+    train_part, test_part = (digits.train_images, digits.train_labels), (digits.test_images, digits.test_labels)
+    svc = fit_svc(train_part, None, test_part, C_grid=(10.0,), gamma_grid=(0.256,))
+    assert (svc.C, svc.gamma, svc.val_accuracy) == (10.0, 0.256, None) and len(svc.grid) == 1
+    logistic = fit_logistic(train_part, test_part)
+    assert 0.97 < svc.test_accuracy <= 1.0 and 0.93 < logistic < svc.test_accuracy

@@ -6,7 +6,8 @@ level or inside a function, becomes an edge of the import graph. The layers, fro
 | layer            | modules                                              | may import, inside the package            |
 |------------------|------------------------------------------------------|-------------------------------------------|
 | stages           | `vitsteps`, `_validate`, `patches`, `tokens`, `encoder`, `model` | stages                        |
-| around the model | `data`, `train`, `analysis`, `convert`, `baselines`, `ablation` | stages, around the model     |
+| around the model | `data`, `recipes`, `loop`, `checkpoint`, `results`, `train`,    | stages, around the model     |
+|                  | `analysis`, `convert`, `baselines`, `ablation`                  |                              |
 | teaching tools   | `vitsteps.teach` and everything below it             | everything in the package                 |
 
 Nothing in `src/` imports the course tooling (`vitcourse`), which is installed apart. The README's module table and
@@ -23,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 LAYERS = {"stages": 0, "around the model": 1, "teaching tools": 2}
 STAGES = {"vitsteps", "vitsteps._validate", "vitsteps.patches", "vitsteps.tokens", "vitsteps.encoder", "vitsteps.model"}
-AROUND = {"vitsteps.data", "vitsteps.train", "vitsteps.analysis", "vitsteps.convert", "vitsteps.baselines",
-          "vitsteps.ablation"}
+AROUND = {"vitsteps.data", "vitsteps.recipes", "vitsteps.loop", "vitsteps.checkpoint", "vitsteps.results",
+          "vitsteps.train", "vitsteps.analysis", "vitsteps.convert", "vitsteps.baselines", "vitsteps.ablation"}
 
 
 def layer(module: str) -> str:

@@ -124,6 +124,13 @@ def test_the_paper_sizes_have_their_published_parameter_counts(name, total):
     assert parameter_formula(model.config)["total"] == count_parameters(model) == total
 
 
+def test_vit_l32_has_the_307m_of_table_1_that_no_variant_of_l16_reaches():
+    with torch.device("meta"):
+        large_32 = ViT(get_config("vit_large", patch_size=32))
+    assert count_parameters(large_32) == parameter_formula(large_32.config)["total"] == 306_535_400
+    assert round(306_535_400 / 1e6) == 307 != round(304_326_632 / 1e6)
+
+
 def test_the_article_toy_has_a_small_feed_forward_instead_of_2048_wide():
     parts = parameter_formula(get_config("toy"))
     assert parts["total"] == count_parameters(ViT(get_config("toy")))

@@ -128,3 +128,27 @@ def test_no_self_check_case_calls_a_configuration_digits_unless_it_is_the_preset
                 config = case.args[0]
                 assert (config.img_size, config.patch_size, config.in_chans) == (
                     preset.img_size, preset.patch_size, preset.in_chans), (name, case.label)
+
+
+def _stored_images(path: Path) -> list[tuple[int, bytes, dict]]:
+    import base64
+
+    found = []
+    for index, cell in enumerate(_cells(path)):
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                found.append((index, base64.b64decode(output["data"]["image/png"]),
+                              output.get("metadata", {}).get("image/png", {})))
+    return found
+
+
+@pytest.mark.parametrize("path", [path for path in NOTEBOOKS if _stored_images(path)], ids=lambda path: path.stem)
+def test_every_stored_figure_has_150_pixels_per_inch_of_the_size_it_is_shown_at(path):
+    from vitsteps.teach.figures._draw import png_size
+
+    soft = []
+    for index, png, shown in _stored_images(path):
+        width, height = png_size(png)
+        if not shown.get("width") or width / shown["width"] < 1.5 or height / shown["height"] < 1.5:
+            soft.append((index, (width, height), shown))  # shown at 100 screen pixels per inch: 1.5 stored per pixel
+    assert not soft, f"cells {soft} store a figure under 150 pixels per inch: re-execute the notebook"

@@ -1,4 +1,5 @@
-"""vitsteps.train: the training loop, evaluation, baselines and checkpoints, on tiny models, and bad input named."""
+"""vitsteps.train and the modules it gathers (vitsteps.recipes, .loop, .checkpoint, .results): the training loop,
+evaluation and checkpoints, on tiny models, the `mnist` defaults, and bad input named."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ import torch
 from helpers import assert_all_refused, assert_refused, refusal_cases
 from torch import nn
 
+from vitsteps import loop
 from vitsteps.data import DigitsSplit, MnistSplit, load_digits_split, load_mnist_split, synthetic_images
 from vitsteps.model import ViT, ViTConfig, get_config
+from vitsteps.recipes import make_optimizer
 from vitsteps.train import (
     RECIPES,
     Evaluation,
@@ -19,7 +22,6 @@ from vitsteps.train import (
     Recipe,
     confusion_matrix,
     evaluate,
-    fit_baseline,
     get_recipe,
     load_checkpoint,
     load_pretrained,
@@ -58,34 +60,35 @@ def test_training_lowers_the_loss_on_synthetic_shapes(shapes) -> None:
     assert history.train_loss[-1] < history.train_loss[0]
 
 
-def test_history_has_one_entry_per_epoch_and_test_entries_with_a_test_set(shapes) -> None:
-    history = train(tiny_model(), shapes, QUICK, test=synthetic_images(16, seed=1), progress=False)
+def test_history_has_one_entry_per_epoch_and_validation_entries_with_validation_images(shapes) -> None:
+    history = train(tiny_model(), shapes, QUICK, val=synthetic_images(16, seed=1), progress=False)
     assert history.epoch == [1, 2]
     assert len(history.train_loss) == len(history.train_accuracy) == len(history.lr) == 2
-    assert len(history.test_loss) == len(history.test_accuracy) == 2
-    assert all(0.0 <= accuracy <= 1.0 for accuracy in history.train_accuracy + history.test_accuracy)
-    assert history.seconds > 0
-    assert set(history.as_dict()) >= {"train_loss", "test_accuracy", "seconds"}
+    assert len(history.val_loss) == len(history.val_accuracy) == 2
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in history.train_accuracy + history.val_accuracy)
+    assert history.seconds > 0 and history.evaluated_on == "validation"
+    assert set(history.as_dict()) >= {"train_loss", "val_accuracy", "seconds"}
+    assert History.from_dict(history.as_dict()).val_accuracy == [round(a, 6) for a in history.val_accuracy]
 
 
-def test_training_without_a_test_set_records_no_test_entries(shapes) -> None:
+def test_training_without_validation_images_records_no_validation_entries(shapes) -> None:
     history = train(tiny_model(), shapes, QUICK, progress=False)
-    assert history.test_loss == [] and history.test_accuracy == []
+    assert history.val_loss == [] and history.val_accuracy == []
 
 
 def test_a_split_is_evaluated_on_its_test_half_every_epoch(digits) -> None:
     model = ViT(get_config("digits", embed_dim=8, depth=1, num_heads=2, patch_size=4))
     history = train(model, digits, QUICK, epochs=1, warmup_epochs=0, progress=False)
-    assert len(history.test_accuracy) == 1
+    assert len(history.val_accuracy) == 1 and history.evaluated_on == "test"
 
 
 def test_eval_every_evaluates_those_epochs_and_the_last(shapes) -> None:
-    history = train(tiny_model(), shapes, QUICK, epochs=7, test=synthetic_images(16, seed=1), eval_every=3,
+    history = train(tiny_model(), shapes, QUICK, epochs=7, val=synthetic_images(16, seed=1), eval_every=3,
                     progress=False)
-    assert history.test_epoch == history.evaluated_epochs == [3, 6, 7]
-    assert len(history.test_accuracy) == len(history.test_loss) == 3 and len(history.train_loss) == 7
-    every = train(tiny_model(), shapes, QUICK, test=synthetic_images(16, seed=1), progress=False)
-    assert every.test_epoch == [] and every.evaluated_epochs == [1, 2]
+    assert history.val_epoch == history.evaluated_epochs == [3, 6, 7]
+    assert len(history.val_accuracy) == len(history.val_loss) == 3 and len(history.train_loss) == 7
+    every = train(tiny_model(), shapes, QUICK, val=synthetic_images(16, seed=1), progress=False)
+    assert every.val_epoch == [] and every.evaluated_epochs == [1, 2]
 
 
 def test_on_epoch_sees_every_epoch_and_does_not_change_the_training(shapes) -> None:
@@ -111,9 +114,7 @@ def test_a_mnist_split_is_evaluated_on_its_validation_images(mnist) -> None:
     model, history = train_mnist(few, seed=1, config=small, epochs=6, warmup_epochs=1)
     assert history.evaluated_on == "validation" and history.evaluated_epochs == [5, 6]
     assert model.config == small
-    assert history.test_accuracy[-1] == pytest.approx(evaluate(model, mnist.val_images, mnist.val_labels).accuracy)
-    assert train(ViT(small), (mnist.train_images[:16], mnist.train_labels[:16]), QUICK, epochs=1,
-                 warmup_epochs=0, progress=False).evaluated_on == "test"
+    assert history.val_accuracy[-1] == pytest.approx(evaluate(model, mnist.val_images, mnist.val_labels).accuracy)
 
 
 def test_the_mnist_recipe_is_80_epochs_of_55_steps_with_4_pixel_shifts() -> None:
@@ -199,6 +200,17 @@ def test_recipe_overrides_replace_fields() -> None:
     assert get_recipe("digits") == RECIPES["digits"]
 
 
+def test_the_mnist_track_is_the_default_everywhere(monkeypatch) -> None:
+    assert get_recipe() == RECIPES["mnist"]
+    assert pretrained_path() == pretrained_path("mnist")
+    assert load_pretrained()[0].config == get_config("mnist")
+    seen = []
+    monkeypatch.setattr(loop, "make_optimizer", lambda model, recipe: seen.append(recipe) or make_optimizer(
+        model, recipe))
+    train(tiny_model(), SHAPES, epochs=1, warmup_epochs=0, max_shift=0, progress=False)
+    assert seen == [get_recipe("mnist", epochs=1, warmup_epochs=0, max_shift=0)]
+
+
 def test_evaluate_counts_the_right_answers(shapes) -> None:
     images, labels = shapes
     model = tiny_model()
@@ -222,12 +234,6 @@ def test_confusion_matrix_puts_true_classes_in_rows() -> None:
     matrix = confusion_matrix(labels, predictions, num_classes=3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert int(matrix.sum()) == 6 and int(matrix.trace()) == 4
-
-
-def test_svc_and_logistic_baselines_score_well_on_digits(digits) -> None:
-    svc, logistic = fit_baseline(digits, "svc"), fit_baseline(digits, "logistic")
-    assert 0.97 < svc <= 1.0 and 0.93 < logistic <= 1.0
-    assert svc > logistic
 
 
 @pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
@@ -268,10 +274,21 @@ def test_the_shipped_checkpoints_are_the_pairs_of_files_in_the_package() -> None
         assert path.with_suffix(".json").is_file() and path.with_suffix(".pt").is_file()
 
 
-def test_history_from_an_older_checkpoint_still_loads() -> None:
+def test_history_from_a_shipped_checkpoint_loads() -> None:
     _, metadata = load_pretrained("digits")
-    history = History(**metadata["history"])
-    assert history.test_epoch == [] and history.evaluated_epochs == history.epoch
+    history = History.from_dict(metadata["history"])
+    assert history.val_epoch == [] and history.evaluated_epochs == history.epoch
+    assert history.evaluated_on == "test"  # the digits split's held-out part is its test half
+    _, metadata = load_pretrained("mnist")
+    assert History.from_dict(metadata["history"]).evaluated_epochs == list(range(5, 81, 5))
+
+
+def test_a_history_written_with_the_old_test_names_loads_as_validation() -> None:
+    old = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "test_epoch": [2], "test_accuracy": [0.7], "test_loss": [0.9],
+           "evaluated_on": "validation"}
+    history = History.from_dict(old)
+    assert (history.val_epoch, history.val_accuracy, history.val_loss) == ([2], [0.7], [0.9])
+    assert history.evaluated_epochs == [2]
 
 
 def test_loader_rejects_a_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
@@ -314,6 +331,7 @@ def test_shipped_digits_checkpoint_is_small_loads_alone_and_is_accurate(digits) 
     assert metadata["split_seed"] == 0
     result = evaluate(model, digits.test_images, digits.test_labels)
     assert result.accuracy == pytest.approx(metadata["test_accuracy"], abs=1e-4)
+    assert result.accuracy == pytest.approx(metadata["history"]["val_accuracy"][-1], abs=1e-4)
     assert result.accuracy > 0.97
 
 
@@ -364,8 +382,17 @@ REFUSED = {
     "train: labels beyond the model's classes":
         (lambda: train(tiny_model(), (torch.rand(4, 1, 8, 8), torch.full((4,), 7)), QUICK), ValueError,
          r"train_labels go from 7 to 7 but the model has num_classes=4; labels must lie in 0\.\.3"),
-    "train: a test set that is not a pair":
-        (lambda: train(tiny_model(), SHAPES, QUICK, test=SHAPES[0]), TypeError, r"test must be an \(images, labels\)"),
+    "train: validation images that are not a pair":
+        (lambda: train(tiny_model(), SHAPES, QUICK, val=SHAPES[0]), TypeError,
+         r"val must be an \(images, labels\) pair or None, got .*; pass \(split\.val_images, split\.val_labels\)"),
+    "train: validation labels beyond the model's classes":
+        (lambda: train(tiny_model(), SHAPES, QUICK, val=(SHAPES[0], torch.full((8,), 6))), ValueError,
+         r"val_labels go from 6 to 6 but the model has num_classes=4"),
+    "History.from_dict: a field it does not have":
+        (lambda: History.from_dict({"epoch": [1], "colour": "red"}), ValueError,
+         r"record has entries \['colour'\] that a History does not have"),
+    "History.from_dict: a list":
+        (lambda: History.from_dict([1, 2]), TypeError, r"record must be a dict of History fields, got \[1, 2\]"),
     "train: an unknown recipe field":
         (lambda: train(tiny_model(), SHAPES, QUICK, momentum=0.9), TypeError, r"Recipe has no field \['momentum'\]"),
     "train: a recipe that is a dict":
@@ -377,6 +404,9 @@ REFUSED = {
         (lambda: get_recipe("imagenet"), ValueError, r"name must be one of 'digits', 'mnist', got 'imagenet'"),
     "pick_device: an unknown device":
         (lambda: pick_device("banana"), ValueError, r"device must be 'cpu', 'cuda', 'mps' or None"),
+    "evaluate: fewer labels than images, named as its parameters":
+        (lambda: evaluate(tiny_model(), SHAPES[0], torch.zeros(3).long()), ValueError,
+         r"^images has 8 images but labels has 3 labels; they must match one to one"),
     "evaluate: labels beyond the model's classes":
         (lambda: evaluate(tiny_model(), SHAPES[0], torch.full((8,), 9)), ValueError,
          r"labels go from 9 to 9 but the model has num_classes=4"),
@@ -394,11 +424,6 @@ REFUSED = {
     "confusion_matrix: fewer predictions than labels":
         (lambda: confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 3), ValueError,
          r"labels has 2 entries but predictions has 1"),
-    "fit_baseline: an unknown name":
-        (lambda: fit_baseline(load_digits_split(0), "forest"), ValueError,
-         r"name must be one of 'logistic', 'svc', got 'forest'"),
-    "fit_baseline: data that is not a split":
-        (lambda: fit_baseline(SHAPES), TypeError, r"split must be a DigitsSplit"),
     "save_checkpoint: a plain module":
         (lambda: save_checkpoint(nn.Linear(2, 2), "linear"), TypeError, r"model must be a vitsteps ViT"),
     "save_checkpoint: half that is text":

@@ -63,9 +63,9 @@ from vitsteps.model import ViT, count_parameters, get_config  # noqa: E402
 from vitsteps.train import (  # noqa: E402
     CHECKPOINT_DIR,
     RECIPES,
-    _make_optimizer,
     evaluate,
     load_checkpoint,
+    make_optimizer,
     pretrained_path,
     save_checkpoint,
     seed_everything,
@@ -213,7 +213,7 @@ def train_run(run: Run, split: MnistSplit, work: Path) -> dict:
                 tables[epoch] = table
 
     load_before, cpu_before = os.getloadavg(), time.process_time()
-    history = train(model, (train_images, train_labels), recipe, test=(split.val_images, split.val_labels),
+    history = train(model, (train_images, train_labels), recipe, val=(split.val_images, split.val_labels),
                     eval_every=eval_every, on_epoch=on_epoch, progress=False)
     cpu_seconds = time.process_time() - cpu_before
     result = {
@@ -223,9 +223,9 @@ def train_run(run: Run, split: MnistSplit, work: Path) -> dict:
         "seconds_per_epoch": round(history.seconds / recipe.epochs, 3), "cpu_seconds": round(cpu_seconds, 1),
         "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
         "threads": torch.get_num_threads(),
-        "val_epochs": history.evaluated_epochs, "val_accuracy": [round(a, 4) for a in history.test_accuracy],
+        "val_epochs": history.evaluated_epochs, "val_accuracy": [round(a, 4) for a in history.val_accuracy],
         "train_loss": [round(v, 4) for v in history.train_loss],
-        "val": round(history.test_accuracy[-1], 4),
+        "val": round(history.val_accuracy[-1], 4),
         "rank_corr": {str(epoch): value for epoch, value in sorted(ranks.items())},
     }
     if run.test:
@@ -243,7 +243,7 @@ def train_run(run: Run, split: MnistSplit, work: Path) -> dict:
 def _one_epoch(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Seconds of one training epoch (the `mnist` recipe's batches, shifts and AdamW, no evaluation)."""
     recipe = RECIPES["mnist"]
-    optimizer = _make_optimizer(model, recipe)
+    optimizer = make_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(0)
     model.train()
     start = time.perf_counter()
@@ -396,7 +396,7 @@ def ship(work: Path, split: MnistSplit, svc: dict, timing: dict, into: Path) -> 
                     "test_accuracy_float32": run["test"], "train_seconds": run["train_seconds"],
                     "threads": run["threads"], "made_by": "tools/mnist_results.py write",
                     "history": {"epoch": list(range(1, len(run["train_loss"]) + 1)), "train_loss": run["train_loss"],
-                                "test_epoch": run["val_epochs"], "test_accuracy": run["val_accuracy"],
+                                "val_epoch": run["val_epochs"], "val_accuracy": run["val_accuracy"],
                                 "evaluated_on": "validation", "seconds": run["train_seconds"]}}
         save_checkpoint(model, into / ("mnist" if seed == 0 else f"mnist_seed{seed}"), metadata, half=True)
         tables[seed] = record["tables"].half()  # [E, N, D]

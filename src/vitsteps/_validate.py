@@ -235,3 +235,194 @@ def replace_fields(instance: Any, overrides: dict[str, object]) -> Any:
     if unknown:
         raise InputTypeError(f"{type(instance).__name__} has no field {unknown}; its fields are {fields}.")
     return dataclasses.replace(instance, **overrides) if overrides else instance
+
+
+# --- the stages' checks: one call at the top of each stage function, so that the stage reads as what it computes --
+
+
+def patchable(image: object, patch_size: object) -> None:
+    """`image` `[B, C, H, W]` and a `patch_size` that cuts both its sides into whole patches."""
+    tensor(image, "image", 4, "[B, C, H, W]")
+    positive_int(patch_size, "patch_size")
+    divides(patch_size, image.shape[2], "patch_size", "height")
+    divides(patch_size, image.shape[3], "patch_size", "width")
+
+
+def patch_embedding(image: object, patch_size: object, weight: object) -> None:
+    """`patchable`, and a `weight` `[C*P*P, D]` with one row per value of a flattened patch."""
+    patchable(image, patch_size)
+    tensor(weight, "weight", 2, "[C*P*P, D]")
+    C = image.shape[1]
+    depth = C * patch_size * patch_size
+    if weight.shape[0] != depth:
+        raise InputValueError(f"weight has {weight.shape[0]} rows but a flattened patch has C*P*P = "
+                              f"{C}*{patch_size}*{patch_size} = {depth} values; make weight of shape [{depth}, D].")
+
+
+def unfold_weight(weight: object, in_chans: object, patch_size: object) -> None:
+    """A `weight` `[C*P*P, D]` made for `in_chans` channels and patches of side `patch_size`."""
+    tensor(weight, "weight", 2, "[C*P*P, D]")
+    positive_int(in_chans, "in_chans")
+    positive_int(patch_size, "patch_size")
+    depth = in_chans * patch_size * patch_size
+    if weight.shape[0] != depth:
+        raise InputValueError(f"weight has {weight.shape[0]} rows but in_chans*patch_size**2 = "
+                              f"{in_chans}*{patch_size}**2 = {depth}; pass the in_chans and patch_size "
+                              f"the weight was made for.")
+
+
+def conv_embedding(image: object, kernel: object, stride: object) -> None:
+    """`image` `[B, C, H, W]`, a square `kernel` `[D, C, P, P]` that fits it, and a `stride`; at `stride == P`
+    the patches must tile the image."""
+    tensor(image, "image", 4, "[B, C, H, W]")
+    tensor(kernel, "kernel", 4, "[D, C, P, P]")
+    positive_int(stride, "stride")
+    B, C, H, W = image.shape
+    if kernel.shape[1] != C:
+        raise InputValueError(f"kernel expects {kernel.shape[1]} input channels but image has C={C}; "
+                              f"make the kernel [D, {C}, P, P].")
+    P = kernel.shape[-1]
+    if kernel.shape[-2] != P or P > min(H, W):
+        raise InputValueError(f"kernel must be square and fit the image, got {tuple(kernel.shape[-2:])} for an "
+                              f"image of {H}x{W}; use a [D, C, P, P] kernel with P <= {min(H, W)}.")
+    if stride == P:
+        divides(P, H, "patch_size", "height")
+        divides(P, W, "patch_size", "width")
+
+
+def patches_for_image(patches: object, patch_size: object, image_size: object) -> tuple[int, int]:
+    """Patches `[B, N, C*P*P]` that tile an image of `image_size` (`H` or `(H, W)`) in patches of `patch_size`;
+    returns `(H, W)`."""
+    tensor(patches, "patches", 3, "[B, N, C*P*P]")
+    positive_int(patch_size, "patch_size")
+    H, W = pair(image_size, "image_size")
+    divides(patch_size, H, "patch_size", "height")
+    divides(patch_size, W, "patch_size", "width")
+    B, N, depth = patches.shape
+    if N != (H // patch_size) * (W // patch_size) or depth % (patch_size * patch_size):
+        raise InputValueError(f"patches of shape {tuple(patches.shape)} do not tile a {H}x{W} image with "
+                              f"patch_size={patch_size}: expected N={(H // patch_size) * (W // patch_size)} and "
+                              f"a last dimension that is a multiple of {patch_size * patch_size}; pass the patches "
+                              f"image_to_patches cut from an image of this size with this patch_size.")
+    return H, W
+
+
+def patch_grid(img_size: object, patch_size: object, in_chans: object, embed_dim: object) -> tuple[int, int]:
+    """The arguments of a patch embedding layer: `img_size` (`H` or `(H, W)`) cut into whole patches of
+    `patch_size`, and positive `in_chans` and `embed_dim`; returns `(H, W)`."""
+    H, W = pair(img_size, "img_size")
+    positive_int(patch_size, "patch_size")
+    divides(patch_size, H, "patch_size", "height")
+    divides(patch_size, W, "patch_size", "width")
+    positive_int(in_chans, "in_chans")
+    positive_int(embed_dim, "embed_dim")
+    return H, W
+
+
+def image_for_model(image: object, in_chans: int, img_size: tuple[int, int]) -> None:
+    """`image` `[B, C, H, W]` with the channels and the size a model was built for."""
+    tensor(image, "image", 4, "[B, C, H, W]")
+    B, C, H, W = image.shape
+    if C != in_chans:
+        raise InputValueError(f"image has {C} channels but this model was built for in_chans={in_chans}; "
+                              f"convert the image or build the model with in_chans={C}.")
+    if (H, W) != img_size:
+        raise InputValueError(f"image size ({H}x{W}) does not match the model ({img_size[0]}x"
+                              f"{img_size[1]}); resize the image, or build the model for {H}x{W} and "
+                              f"resample its position table with vitsteps.tokens.resample_position_table.")
+
+
+def cls_token_for(patch_tokens: object, cls_token: object) -> None:
+    """Patch tokens `[B, N, D]` and one CLS token `[1, 1, D]` of the same width."""
+    tensor(patch_tokens, "patch_tokens", 3, "[B, N, D]")
+    tensor(cls_token, "cls_token", 3, "[1, 1, D]")
+    D = patch_tokens.shape[-1]
+    if cls_token.shape[:2] != (1, 1):
+        raise InputValueError(f"cls_token must be one token of shape [1, 1, D], got {tuple(cls_token.shape)}; "
+                              f"a per-sample CLS parameter ties the model to one batch size: make a single "
+                              f"nn.Parameter(torch.zeros(1, 1, {D})) and let this function expand it.")
+    if cls_token.shape[-1] != D:
+        raise InputValueError(f"cls_token has width {cls_token.shape[-1]} but the patch tokens have D={D}; "
+                              f"make cls_token of shape [1, 1, {D}].")
+
+
+def position_table_for(tokens: object, position_table: object, mode: object) -> torch.Tensor:
+    """Tokens `[B, L, D]`, a table `[max_num_token, D]` (or `[1, max_num_token, D]`) with at least `L` rows of
+    width `D`, and a `mode` of "broadcast" or "tile"; returns the table as `[max_num_token, D]`."""
+    tensor(tokens, "tokens", 3, "[B, L, D]")
+    instance(position_table, "position_table", torch.Tensor, "a torch.Tensor [max_num_token, D]",
+             "make it with torch.randn(max_num_token, D)")
+    table = position_table[0] if position_table.dim() == 3 and position_table.shape[0] == 1 else position_table
+    tensor(table, "position_table", 2, "[max_num_token, D]")
+    B, L, D = tokens.shape
+    if table.shape[1] != D:
+        raise InputValueError(f"position_table has width {table.shape[1]} but the tokens have D={D}; "
+                              f"make the table [max_num_token, {D}].")
+    if L > table.shape[0]:
+        raise InputValueError(f"the sequence has {L} tokens but position_table has only {table.shape[0]} rows "
+                              f"(max_num_token={table.shape[0]}); use a table with at least {L} rows, or fewer "
+                              f"patches (a larger patch_size).")
+    one_of(mode, "mode", ("broadcast", "tile"), "use 'broadcast' (both give the same numbers)")
+    return table
+
+
+def sincos_grid(grid_size: object, dim: object, num_prefix_tokens: object) -> tuple[int, int]:
+    """A grid (`int` or `(rows, cols)`), a row width `dim` that is a multiple of 4, and a count of prefix rows;
+    returns `(rows, cols)`."""
+    rows, cols = pair(grid_size, "grid_size")
+    positive_int(dim, "dim")
+    if dim % 4:
+        raise InputValueError(f"dim must be a multiple of 4 for a 2-D sin-cos table, got {dim}; "
+                              f"use e.g. {dim + 4 - dim % 4}.")
+    non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    return rows, cols
+
+
+def resampling(position_table: object, new_grid: object, old_grid: object,
+               num_prefix_tokens: object) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """A position table `[L, D]` or `[1, L, D]` whose rows after `num_prefix_tokens` fill `old_grid` (a square
+    when None), and a `new_grid`; returns the table as `[L, D]`, `(old_rows, old_cols)`, `(new_rows, new_cols)`."""
+    instance(position_table, "position_table", torch.Tensor, "a torch.Tensor [L, D] or [1, L, D]",
+             "pass the model's pos_embed")
+    if position_table.dim() not in (2, 3) or (position_table.dim() == 3 and position_table.shape[0] != 1):
+        raise InputValueError(f"position_table must be [L, D] or [1, L, D], got shape {tuple(position_table.shape)}; "
+                              f"pass one table, e.g. model.pos_embed.")
+    table = tensor(position_table[0] if position_table.dim() == 3 else position_table,
+                   "position_table", 2, "[L, D]")  # [L, D]
+    non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    if num_prefix_tokens >= table.shape[0]:
+        raise InputValueError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch rows in a table of "
+                              f"{table.shape[0]} rows; pass the number of CLS-like rows (1 for a ViT).")
+    N = table.shape[0] - num_prefix_tokens
+    if old_grid is None:
+        side = math.isqrt(N)
+        if side * side != N:
+            raise InputValueError(f"the table has {N} patch rows, not a square number; pass old_grid=(rows, cols).")
+        old_grid = side
+    old_rows, old_cols = pair(old_grid, "old_grid")
+    new_rows, new_cols = pair(new_grid, "new_grid")
+    if old_rows * old_cols != N:
+        raise InputValueError(f"old_grid={old_grid} has {old_rows * old_cols} cells but the table has {N} patch rows "
+                              f"(after {num_prefix_tokens} prefix rows); pass the grid the table was trained on.")
+    return table, (old_rows, old_cols), (new_rows, new_cols)
+
+
+def tokens_of_width(x: object, dim: int, owner: str) -> None:
+    """`x` floating `[B, L, D]` tokens of the width `dim` that `owner` (e.g. "block") was built for."""
+    tensor(x, "x", 3, "[B, L, D]")
+    if x.shape[-1] != dim:
+        raise InputValueError(f"x has width D={x.shape[-1]} but this {owner} was built for dim={dim}; "
+                              f"pass tokens of shape [B, L, {dim}], or build the {owner} with dim={x.shape[-1]}.")
+
+
+def queries_keys_values(q: object, k: object, v: object) -> None:
+    """Queries, keys and values `[..., L, d]`: queries as wide as keys, one value per key."""
+    for name, value in (("q", q), ("k", k), ("v", v)):
+        ndim = value.dim() if isinstance(value, torch.Tensor) and value.dim() >= 2 else 2
+        tensor(value, name, ndim, "[..., L, d]")
+    if q.shape[-1] != k.shape[-1]:
+        raise InputValueError(f"q has width d={q.shape[-1]} but k has d={k.shape[-1]}; queries and keys must have "
+                              f"the same width to be compared, e.g. both [..., L, {q.shape[-1]}].")
+    if k.shape[-2] != v.shape[-2]:
+        raise InputValueError(f"k has {k.shape[-2]} tokens but v has {v.shape[-2]}; each key needs its value, "
+                              f"so pass k and v with the same length L.")

@@ -6,7 +6,10 @@ machine, on the same split.
   (`vitsteps.train.train`). Its convolutions build in what the ViT must learn: locality and translation
   equivariance.
 - `fit_svc`: an RBF support-vector machine on the raw pixels, `C` and `gamma` chosen on the validation images,
-  then tested once.
+  then tested once (or, with one value of each and no validation images, fitted once and tested).
+- `fit_logistic`: multinomial logistic regression on the raw pixels, the weakest measuring stick.
+
+They are the only baseline fits of the package: `tests/benchmarks/bench_train.py` uses them on the 8x8 digits too.
 
 Shape legend: B batch, C channels, H W image, K classes.
 """
@@ -81,7 +84,7 @@ class SvcResult:
     grid: list[dict[str, float]]  # {"C", "gamma", "val", "fit_seconds"} for every setting, in the order tried
     C: float
     gamma: float
-    val_accuracy: float
+    val_accuracy: float | None    # None when there were no validation images (nothing was chosen)
     test_accuracy: float
     fit_seconds: float            # the final fit on the training images
 
@@ -91,7 +94,20 @@ def _pixels(images: object, name: str) -> torch.Tensor:
     return images.reshape(len(images), -1).double()  # [n, C*H*W]
 
 
-def fit_svc(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+def _labelled_pixels(pairs: dict[str, object]) -> dict[str, tuple[object, object]]:
+    """Each `(images [n, C, H, W], labels [n])` pair checked and flattened to NumPy `([n, C*H*W], [n])`."""
+    parts = {}
+    for name, pair in pairs.items():
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            _validate.fail(TypeError, name, "an (images, labels) pair", pair, f"pass (split.{name}_images, "
+                                                                              f"split.{name}_labels)")
+        pixels = _pixels(pair[0], f"{name}[0]")  # [n, C*H*W]
+        labels = _validate.labels(pair[1], f"{name}[1]", len(pixels))
+        parts[name] = (pixels.numpy(), labels.numpy())
+    return parts
+
+
+def fit_svc(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
             test: tuple[torch.Tensor, torch.Tensor], C_grid: Sequence[float] = SVC_C_GRID,
             gamma_grid: Sequence[float] = SVC_GAMMA_GRID) -> SvcResult:
     """An RBF support-vector machine on the raw pixels: every `(C, gamma)` of the grids is fitted on `train` and
@@ -99,7 +115,8 @@ def fit_svc(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, t
     `test` once.
 
     Args:
-        train, val, test: `(images [n, C, H, W] in [0, 1], labels [n])` pairs.
+        train, val, test: `(images [n, C, H, W] in [0, 1], labels [n])` pairs; `val` may be None when each grid
+            holds one value (nothing to choose: that setting is fitted once and tested).
         C_grid: the regularisation strengths tried.
         gamma_grid: the kernel widths tried, for pixels in [0, 1].
 
@@ -108,19 +125,22 @@ def fit_svc(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, t
     """
     from sklearn.svm import SVC
 
-    parts = {}
-    for name, pair in (("train", train), ("val", val), ("test", test)):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            _validate.fail(TypeError, name, "an (images, labels) pair", pair, f"pass (split.{name}_images, "
-                                                                              f"split.{name}_labels)")
-        pixels = _pixels(pair[0], f"{name}[0]")  # [n, C*H*W]
-        labels = _validate.labels(pair[1], f"{name}[1]", len(pixels))
-        parts[name] = (pixels.numpy(), labels.numpy())
     for name, grid in (("C_grid", C_grid), ("gamma_grid", gamma_grid)):
         if not isinstance(grid, (tuple, list)) or not grid:
             _validate.fail(TypeError, name, "a non-empty list of numbers", grid, "pass e.g. (1.0, 10.0)")
         for index, value in enumerate(grid):
             _validate.positive_number(value, f"{name}[{index}]", "1.0")
+    if val is None and len(C_grid) * len(gamma_grid) > 1:
+        raise ValueError(f"val=None leaves nothing to choose {len(C_grid)} x {len(gamma_grid)} settings on; pass "
+                         f"validation images, or one value in each grid.")
+    parts = _labelled_pixels({"train": train, "test": test} if val is None else
+                             {"train": train, "val": val, "test": test})
+    if val is None:
+        start = time.perf_counter()
+        classifier = SVC(kernel="rbf", C=C_grid[0], gamma=gamma_grid[0]).fit(*parts["train"])
+        seconds = round(time.perf_counter() - start, 2)
+        return SvcResult([{"C": C_grid[0], "gamma": gamma_grid[0], "fit_seconds": seconds}], C_grid[0],
+                         gamma_grid[0], None, float(classifier.score(*parts["test"])), seconds)
     grid = []
     for C in C_grid:
         for gamma in gamma_grid:
@@ -134,3 +154,19 @@ def fit_svc(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, t
     seconds = time.perf_counter() - start
     return SvcResult(grid, best["C"], best["gamma"], float(classifier.score(*parts["val"])),
                      float(classifier.score(*parts["test"])), round(seconds, 2))
+
+
+def fit_logistic(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 C: float = 1.0) -> float:
+    """Test accuracy of multinomial logistic regression on the raw pixels, fitted on `train`.
+
+    Args:
+        train, test: `(images [n, C, H, W] in [0, 1], labels [n])` pairs.
+        C: the inverse regularisation strength.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    _validate.positive_number(C, "C", "1.0")
+    parts = _labelled_pixels({"train": train, "test": test})
+    classifier = LogisticRegression(C=C, max_iter=5000).fit(*parts["train"])
+    return float(classifier.score(*parts["test"]))

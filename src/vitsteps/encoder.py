@@ -11,15 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate
-from ._validate import InputValueError
-
-
-def _check_tokens(x: object, dim: int, owner: str) -> None:
-    """Check that `x` is floating `[B, L, D]` tokens of the width `dim` that `owner` was built for."""
-    _validate.tensor(x, "x", 3, "[B, L, D]")
-    if x.shape[-1] != dim:
-        raise InputValueError(f"x has width D={x.shape[-1]} but this {owner} was built for dim={dim}; "
-                              f"pass tokens of shape [B, L, {dim}], or build the {owner} with dim={x.shape[-1]}.")
 
 
 def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,15 +22,7 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
     Returns:
         `([..., L, d] outputs, [..., L, L] weights)`; each row of the weights sums to 1.
     """
-    for name, value in (("q", q), ("k", k), ("v", v)):
-        ndim = value.dim() if isinstance(value, torch.Tensor) and value.dim() >= 2 else 2
-        _validate.tensor(value, name, ndim, "[..., L, d]")
-    if q.shape[-1] != k.shape[-1]:
-        raise InputValueError(f"q has width d={q.shape[-1]} but k has d={k.shape[-1]}; queries and keys must have "
-                              f"the same width to be compared, e.g. both [..., L, {q.shape[-1]}].")
-    if k.shape[-2] != v.shape[-2]:
-        raise InputValueError(f"k has {k.shape[-2]} tokens but v has {v.shape[-2]}; each key needs its value, "
-                              f"so pass k and v with the same length L.")
+    _validate.queries_keys_values(q, k, v)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., L, L]
     weights = scores.softmax(dim=-1)  # [..., L, L]
     return weights @ v, weights  # [..., L, d], [..., L, L]
@@ -73,7 +56,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`[B, L, D]` tokens to `[B, L, D]`; with `return_attention`, also the `[B, h, L, L]` weights."""
-        _check_tokens(x, self.qkv.in_features, "Attention")
+        _validate.tokens_of_width(x, self.qkv.in_features, "Attention")
         B, L, D = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, self.head_dim)  # [B, L, 3, h, d]
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, h, L, d]
@@ -105,7 +88,7 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_tokens(x, self.fc1.in_features, "Mlp")
+        _validate.tokens_of_width(x, self.fc1.in_features, "Mlp")
         hidden = self.drop1(self.act(self.fc1(x)))  # [B, L, hidden]
         return self.drop2(self.fc2(hidden))  # [B, L, D]
 
@@ -139,7 +122,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`[B, L, D]` to `[B, L, D]`; with `return_attention`, also the `[B, h, L, L]` weights."""
-        _check_tokens(x, self.norm1.normalized_shape[0], "Block")
+        _validate.tokens_of_width(x, self.norm1.normalized_shape[0], "Block")
         if return_attention:
             attended, weights = self.attn(self.norm1(x), return_attention=True)  # [B, L, D], [B, h, L, L]
         else:

@@ -209,7 +209,7 @@ class ViT(nn.Module):
         if config is None:
             config = ViTConfig()
         _validate.instance(config, "config", ViTConfig, "a ViTConfig",
-                           "use ViT(get_config('digits')) or ViT(ViTConfig(...))")
+                           "use ViT(get_config('mnist')) or ViT(ViTConfig(...))")
         config = _validate.replace_fields(config, overrides)
         self.config = config
         D = config.embed_dim
@@ -231,6 +231,12 @@ class ViT(nn.Module):
     def reset_parameters(self) -> None:
         """timm's initialisation (`init_weights`)."""
         init_weights(self)
+
+    def no_weight_decay(self) -> set[str]:
+        """The parameter names weight decay must leave alone, as timm's `VisionTransformer.no_weight_decay()`
+        returns them: the position table and the CLS token (and `dist_token`, which only DeiT's variant has).
+        Biases and norm weights need no name here: `vitsteps.recipes.parameter_groups` skips them by rule."""
+        return {"pos_embed", "cls_token", "dist_token"}
 
     def forward_features(self, image: torch.Tensor, return_attention: bool = False
                          ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:

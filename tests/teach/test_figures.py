@@ -5,6 +5,7 @@ and tick labels, so a figure that shows the wrong numbers fails even though it s
 """
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from vitsteps.model import get_config, parameter_formula, vit_flops  # noqa: E402
 from vitsteps.patches import image_to_patches  # noqa: E402
 from vitsteps.teach import figures  # noqa: E402
+from vitsteps.teach.figures import _draw  # noqa: E402
 from vitsteps.train import History  # noqa: E402
 
 
@@ -481,7 +483,7 @@ def test_a_redraw_reuses_the_figure_and_replaces_what_was_drawn(name):
 
 def test_training_curves_draw_loss_and_accuracy_of_train_and_test_with_baselines():
     history = History(epoch=[1, 2, 3], train_loss=[2.0, 1.0, 0.5], train_accuracy=[0.3, 0.6, 0.9],
-                      test_loss=[2.1, 1.2, 0.7], test_accuracy=[0.25, 0.55, 0.85])
+                      val_loss=[2.1, 1.2, 0.7], val_accuracy=[0.25, 0.55, 0.85])
     fig = draw(figures.plot_training_curves, history, baselines={"SVC": 0.98, "kNN": 0.96}, title="digits")
     loss_ax, accuracy_ax = fig.axes
     train_loss, test_loss = loss_ax.lines
@@ -604,6 +606,13 @@ def test_the_patch_grid_is_drawn_the_same_way_in_every_figure_that_shows_it():
 HISTORY = History(epoch=[1], train_loss=[1.0], train_accuracy=[0.5])
 REFUSED = {
     "grid_shape: a count of 0": (lambda: figures.grid_shape(0), ValueError, r"count must be a positive int, got 0"),
+    "screen_png: a file name instead of a figure":
+        (lambda: _draw.screen_png("fig.png"), TypeError, r"fig must be a matplotlib Figure, got 'fig\.png'"),
+    "png_size: bytes that are not a PNG":
+        (lambda: _draw.png_size(b"GIF89a" + bytes(20)), ValueError,
+         r"png must start with the PNG signature, got b'GIF89a"),
+    "png_size: text":
+        (lambda: _draw.png_size("image.png"), TypeError, r"png must be PNG bytes, got 'image.png'"),
     "plot_patch_grid: an image given as an array":
         (lambda: figures.plot_patch_grid(np.zeros((1, 4, 4), np.float32), 2), TypeError,
          r"image must be a torch\.Tensor shaped \[C, H, W\]"),
@@ -848,3 +857,24 @@ SERIES_FIGURES = {
 def test_figure_text_is_at_least_8_points_at_the_size_the_notebook_shows_it(name):
     fig = SERIES_FIGURES[name]()
     assert_readable(fig)
+
+
+def test_a_notebook_stores_a_figure_at_150_pixels_per_inch_shown_at_its_own_size():
+    import base64
+
+    from vitsteps.teach.figures._draw import SCREEN_DPI, png_size, screen_png
+
+    plt.close("all")
+    fig = figures.plot_matrix(torch.randn(6, 4), cmap="RdBu_r")
+    data, shown = screen_png(fig)
+    stored = png_size(base64.b64decode(data))
+    assert SCREEN_DPI >= 150 and fig.dpi == 100
+    assert stored[0] / shown["width"] >= 1.5 and stored[1] / shown["height"] >= 1.5
+    assert stored[0] / shown["width"] < 1.51 and stored[1] / shown["height"] < 1.51  # nothing larger than needed
+    assert base64.b64decode(data)[25] == 2  # PNG colour type 2, RGB: an opaque figure stores no alpha channel
+    plain = io.BytesIO()
+    fig.savefig(plain, format="png", bbox_inches="tight")  # what a notebook stored before, at fig.dpi
+    assert abs(png_size(plain.getvalue())[0] - shown["width"]) <= 2  # shown at the size it always was
+    assert screen_png(plt.figure()) is None  # nothing drawn, nothing stored
+    assert not figures.show_figures_for_screens()  # no IPython kernel here: nothing to set up
+

@@ -85,8 +85,8 @@ def test_shifted_digits_of_random_shifts_name_moves_within_the_largest_shift():
 # --- training curves of a checkpoint's record --------------------------------------------------------------------
 
 def test_training_curves_draw_validation_at_the_evaluated_epochs_and_leave_out_missing_lists():
-    history = History(epoch=[1, 2, 3, 4], train_loss=[2.0, 1.5, 1.0, 0.8], test_epoch=[2, 4],
-                      test_accuracy=[0.6, 0.9], evaluated_on="validation")
+    history = History(epoch=[1, 2, 3, 4], train_loss=[2.0, 1.5, 1.0, 0.8], val_epoch=[2, 4],
+                      val_accuracy=[0.6, 0.9], evaluated_on="validation")
     fig = draw(training.plot_training_curves, history, baselines={"SVC": 0.95})
     loss_ax, accuracy_ax = fig.axes
     (train_loss,) = loss_ax.lines  # no held-out loss recorded
@@ -101,7 +101,7 @@ def test_training_curves_draw_validation_at_the_evaluated_epochs_and_leave_out_m
 
 def test_training_curves_name_the_held_out_curve_as_asked_and_keep_the_early_training_accuracy_out_of_the_floor():
     history = History(epoch=[1, 2, 3, 4], train_loss=[2.0, 1.5, 1.0, 0.8], train_accuracy=[0.1, 0.2, 0.8, 0.9],
-                      test_loss=[1.0] * 4, test_accuracy=[0.5, 0.7, 0.85, 0.9])
+                      val_loss=[1.0] * 4, val_accuracy=[0.5, 0.7, 0.85, 0.9])
     fig = draw(training.plot_training_curves, history, held_out="validation")
     loss_ax, accuracy_ax = fig.axes
     assert [text.get_text() for text in loss_ax.get_legend().get_texts()] == [
@@ -109,10 +109,13 @@ def test_training_curves_name_the_held_out_curve_as_asked_and_keep_the_early_tra
     assert accuracy_ax.get_ylim() == pytest.approx((47, 100.5))  # 50 - 3: the training curve's 10 and 20 are cut
 
 
-def test_training_curves_label_the_held_out_curve_test_by_default():
-    history = History(epoch=[1, 2], train_loss=[1.0, 0.5], train_accuracy=[0.5, 0.7], test_loss=[1.1, 0.6],
-                      test_accuracy=[0.4, 0.8])
+def test_training_curves_label_the_held_out_curve_by_what_it_was_evaluated_on():
+    history = History(epoch=[1, 2], train_loss=[1.0, 0.5], train_accuracy=[0.5, 0.7], val_loss=[1.1, 0.6],
+                      val_accuracy=[0.4, 0.8])
     fig = draw(training.plot_training_curves, history)
+    assert [text.get_text() for text in fig.axes[1].get_legend().get_texts()] == ["train (augmented)", "validation"]
+    digits = History(**{**history.as_dict(), "evaluated_on": "test"})
+    fig = draw(training.plot_training_curves, digits)
     assert [text.get_text() for text in fig.axes[1].get_legend().get_texts()] == ["train (augmented)", "test"]
     assert fig.axes[1].lines[1].get_marker() in ("None", None, "")
 
@@ -273,9 +276,9 @@ REFUSED = {
         (lambda: training.plot_misclassified(torch.rand(2, 1, 4, 4), torch.zeros(2).long(), torch.ones(2).long(),
                                              per_row=0), ValueError, r"per_row must be a positive int, got 0"),
     "plot_training_curves: validation entries that do not match their epochs":
-        (lambda: training.plot_training_curves(History(epoch=[1, 2, 3, 4], train_loss=[1.0] * 4, test_epoch=[2, 4],
-                                                       test_accuracy=[0.5, 0.6, 0.7])), ValueError,
-         r"history has 4 epochs but these lists have other lengths: \{'test_accuracy': 3\} \(the held-out lists "
+        (lambda: training.plot_training_curves(History(epoch=[1, 2, 3, 4], train_loss=[1.0] * 4, val_epoch=[2, 4],
+                                                       val_accuracy=[0.5, 0.6, 0.7])), ValueError,
+         r"history has 4 epochs but these lists have other lengths: \{'val_accuracy': 3\} \(the held-out lists "
          r"hold one entry per evaluated epoch: 2\)"),
 }
 
@@ -299,8 +302,8 @@ NOTEBOOK_FIGURES = {
     "sixteen digits": lambda: training.plot_image_grid(torch.rand(16, 1, 28, 28), [str(k % 10) for k in range(16)],
                                                        title="digits"),
     "training curves every 5 epochs": lambda: training.plot_training_curves(
-        History(epoch=list(range(1, 81)), train_loss=[1.0] * 80, test_epoch=list(range(5, 81, 5)),
-                test_accuracy=[0.9] * 16, evaluated_on="validation"), baselines={"SVC": 0.95}, title="shipped"),
+        History(epoch=list(range(1, 81)), train_loss=[1.0] * 80, val_epoch=list(range(5, 81, 5)),
+                val_accuracy=[0.9] * 16, evaluated_on="validation"), baselines={"SVC": 0.95}, title="shipped"),
     "learning rate": lambda: training.plot_learning_rate([0.1, 0.2, 0.1], 1),
     "confusion matrix": lambda: training.plot_confusion_matrix(torch.eye(10).long() * 100),
     "misclassified": lambda: training.plot_misclassified(torch.rand(30, 1, 28, 28), torch.zeros(30).long(),

@@ -14,9 +14,10 @@
 | `inside`   | 08        | position layout and its curve, attention distance, attention maps, filter components |
 
 Every function returns the `Figure` it drew (a notebook shows it); none of them changes its inputs. The
-helpers they share (the patch grid, panels redrawn in place) live in `_draw`.
+helpers they share (the patch grid, panels redrawn in place) live in `_draw`. Imported in a notebook, this module
+has the kernel store figures at 150 pixels per inch, sharp on high-density screens (`_draw.SCREEN_DPI`).
 """
-from ._draw import grid_shape, si_format
+from ._draw import grid_shape, show_figures_for_screens, si_format
 from .encoder import plot_attention_heads, plot_attention_on_image
 from .inside import (
     plot_attention_distance,
@@ -55,3 +56,5 @@ __all__ = [
     "plot_shifted_digits", "plot_size_sweep", "plot_token_assembly", "plot_token_sequence", "plot_token_sources",
     "plot_training_curves", "si_format",
 ]
+
+show_figures_for_screens()

@@ -1,18 +1,26 @@
 """Drawing helpers shared by the figures of every part of the series: an image as an array, one grey-scale convention
 for every picture of an image, the patch grid and the patch order (drawn here once for every figure that shows
 them), patches as tiles, near-square panel grids, figures redrawn in place, values written on heat-map cells in a
-colour that stays readable, a heat map over an image, counts with an SI suffix.
+colour that stays readable, a heat map over an image, counts with an SI suffix, and how a notebook stores a figure.
 
 The grey-scale convention: ink dark on white paper. `show_image` draws a one-channel image with `GREY` (0 white,
 1 black, after `as_image` has scaled it to [0, 1]), so a handwritten digit looks as it does on paper in every
 notebook; a three-channel image is drawn in its own colours. Every figure that shows an image draws it with
 `show_image`.
 
+For high-density screens and projectors, a notebook stores each figure as a PNG of `SCREEN_DPI` (150) pixels per
+inch, shown at the figure's own size (`figure.dpi`, 100 pixels per inch of screen): `screen_png` renders it, and
+`show_figures_for_screens` makes the IPython kernel use it for every matplotlib figure (importing
+`vitsteps.teach.figures` calls it). An opaque figure is stored without its alpha channel, which only says "opaque".
+
 Shape legend: C channels, H W image, P patch side, N patches.
 """
 from __future__ import annotations
 
+import base64
+import io
 import math
+import struct
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +28,7 @@ import torch
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
+from PIL import Image
 
 from ... import _validate
 from ..._validate import InputValueError
@@ -28,6 +37,57 @@ from ..._validate import InputValueError
 GREY: dict[str, object] = {"cmap": "gray_r", "vmin": 0.0, "vmax": 1.0}
 # the smallest text of any figure, in points, at the size the notebook shows it (figures are at most 9 inches wide)
 SMALLEST_FONT = 8
+# pixels per inch of a figure as a notebook stores it: 1.5 stored pixels for each pixel of screen it is shown on
+SCREEN_DPI = 150
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """`(width, height)` in pixels of PNG bytes, read from the header."""
+    _validate.instance(png, "png", bytes, "PNG bytes", "pass what savefig(format='png') wrote")
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        raise InputValueError(f"png must start with the PNG signature, got {png[:8]!r}; pass PNG bytes.")
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+def screen_png(fig: Figure) -> tuple[str, dict[str, int]] | None:
+    """`fig` as a notebook stores it: a base64 PNG of `SCREEN_DPI` pixels per inch, cut to what is drawn, and the
+    size to show it at (`{"width", "height"}` in screen pixels, `fig.dpi` per inch); None for an empty figure."""
+    _validate.instance(fig, "fig", Figure, "a matplotlib Figure", "pass what a plot_ function returned")
+    if not fig.axes and not fig.lines:
+        return None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=SCREEN_DPI, bbox_inches="tight", facecolor=fig.get_facecolor(),
+                edgecolor=fig.get_edgecolor())
+    picture = Image.open(buffer)
+    if picture.mode == "RGBA" and picture.getextrema()[3] == (255, 255):  # opaque: the alpha channel says nothing
+        buffer = io.BytesIO()
+        picture.convert("RGB").save(buffer, format="png")  # the same pixels in about a tenth fewer bytes
+    png = buffer.getvalue()
+    width, height = png_size(png)
+    shown = {"width": int(width * fig.dpi // SCREEN_DPI), "height": int(height * fig.dpi // SCREEN_DPI)}  # rounded down
+    return base64.b64encode(png).decode("ascii"), shown
+
+
+def show_figures_for_screens() -> bool:
+    """In an IPython kernel with the inline backend, show every matplotlib figure through `screen_png`; True if it
+    did (False outside IPython, or with another backend)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return False
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend():
+        return False
+    import matplotlib_inline.backend_inline  # noqa: F401 - importing it sets up its own formats: ours must come after
+
+    formatters["image/png"].for_type(Figure, screen_png)
+    return True
 
 
 def show_image(ax: plt.Axes, picture: np.ndarray, **kwargs: object) -> AxesImage:

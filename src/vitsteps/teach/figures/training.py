@@ -92,18 +92,17 @@ def plot_learning_rate(learning_rates: list[float], steps_per_epoch: int, title:
 def plot_training_curves(history: object, baselines: dict[str, float] | None = None,
                          title: str | None = None, held_out: str | None = None) -> Figure:
     """Loss and accuracy per epoch, training and held-out images side by side, with optional baseline accuracies as
-    lines. The held-out curve is drawn at the epochs that were evaluated (`history.test_epoch`, e.g. every 5th;
-    every epoch when it is empty) and named by what it was evaluated on (`history.evaluated_on`: "test" or
-    "validation"); a list the history does not hold (the training accuracy of a checkpoint's record, say) is left
-    out.
+    lines. The held-out curve is drawn at the epochs that were evaluated (`history.val_epoch`, e.g. every 5th;
+    every epoch when it is empty) and named by what it was evaluated on (`history.evaluated_on`: "validation", or
+    "test" for a digits split); a list the history does not hold (the training accuracy of a checkpoint's record,
+    say) is left out.
 
     Args:
         history: a `vitsteps.train.History` (lists `epoch`, `train_loss`, and optionally `train_accuracy`,
-            `test_loss`, `test_accuracy`, `test_epoch`).
+            `val_loss`, `val_accuracy`, `val_epoch`).
         baselines: name to accuracy in [0, 1], drawn as dashed horizontal lines, e.g. `{"SVC": 0.99}`.
         title: figure title.
-        held_out: the name of the held-out curve, e.g. "validation" for a run given the validation images as its
-            `test`; by default `history.evaluated_on`.
+        held_out: the name of the held-out curve; by default `history.evaluated_on`.
     """
     _validate.instance(history, "history", History, "a vitsteps.train.History", "pass what train() returned")
     if held_out is not None:
@@ -111,9 +110,9 @@ def plot_training_curves(history: object, baselines: dict[str, float] | None = N
     if not history.epoch:
         raise ValueError("history is empty, with no epoch; train for at least one epoch first.")
     epochs_run = len(history.epoch)
-    evaluated = history.test_epoch or history.epoch  # the epochs of the held-out entries
-    expected = {"train_loss": epochs_run, "train_accuracy": epochs_run, "test_loss": len(evaluated),
-                "test_accuracy": len(evaluated)}
+    evaluated = history.val_epoch or history.epoch  # the epochs of the held-out entries
+    expected = {"train_loss": epochs_run, "train_accuracy": epochs_run, "val_loss": len(evaluated),
+                "val_accuracy": len(evaluated)}
     lengths = {name: len(getattr(history, name)) for name in expected}
     wrong = {name: length for name, length in lengths.items()
              if length != expected[name] and (length or name == "train_loss")}  # a list may be left empty
@@ -131,10 +130,10 @@ def plot_training_curves(history: object, baselines: dict[str, float] | None = N
         accuracy_ax.plot(history.epoch, [100 * a for a in history.train_accuracy], label="train (augmented)",
                          color="tab:blue")
     marker = "o" if len(evaluated) < epochs_run else None
-    if history.test_loss:
-        loss_ax.plot(evaluated, history.test_loss, label=held_out, color="tab:orange", marker=marker, markersize=3)
-    if history.test_accuracy:
-        accuracy_ax.plot(evaluated, [100 * a for a in history.test_accuracy], label=held_out, color="tab:orange",
+    if history.val_loss:
+        loss_ax.plot(evaluated, history.val_loss, label=held_out, color="tab:orange", marker=marker, markersize=3)
+    if history.val_accuracy:
+        accuracy_ax.plot(evaluated, [100 * a for a in history.val_accuracy], label=held_out, color="tab:orange",
                          marker=marker, markersize=3)
     for index, (name, accuracy) in enumerate((baselines or {}).items()):
         accuracy_ax.axhline(100 * accuracy, linestyle="--", linewidth=1, color=f"C{index + 2}",
@@ -146,7 +145,7 @@ def plot_training_curves(history: object, baselines: dict[str, float] | None = N
     accuracy_ax.set_ylabel("accuracy (%)")
     accuracy_ax.set_title("accuracy", fontsize=10)
     # the floor: the whole held-out curve, the later half of the training curve (its start is near chance)
-    shown = history.test_accuracy + history.train_accuracy[len(history.train_accuracy) // 2:]
+    shown = history.val_accuracy + history.train_accuracy[len(history.train_accuracy) // 2:]
     low = min([100 * a for a in shown] + [100 * a for a in (baselines or {}).values()] or [0.0])
     accuracy_ax.set_ylim(max(0.0, low - 3), 100.5)
     for ax in (loss_ax, accuracy_ax):
