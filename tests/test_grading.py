@@ -696,6 +696,15 @@ def graded(tmp_path_factory):
                                                         "    return cut(image, patch_size, stride=patch_size)"
                                                         ".transpose(1, 2)"}),
         **{f"door_{door}": _solved(source, {"exmini_patches": code}) for door, code in DOORS.items()},
+        # a right answer that overwrites its input: the grader compares the arguments it gets back
+        "mutator": _solved(source, {"exmini_patches": "def patchify(image, patch_size):\n"
+                                                      "    B, C, H, W = image.shape\n"
+                                                      "    P = patch_size\n"
+                                                      "    blocks = image.detach().reshape(B, C, H // P, P, W // P, P)\n"
+                                                      "    out = blocks.permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * P * P)"
+                                                      ".clone()\n"
+                                                      "    image.data.zero_()\n"
+                                                      "    return out"}),
         "module": _solved(source, {"exmini_patches": "from torch import nn\n"
                                                      "def patchify(image, patch_size):\n"
                                                      "    cutter = nn.Unfold(patch_size, stride=patch_size)\n"
@@ -795,6 +804,14 @@ def test_a_ruled_out_route_fails_by_every_door_while_the_rest_scores(graded, doo
 
 
 @needs_bwrap
+def test_a_function_that_changes_its_input_scores_nothing_for_that_exercise(graded):
+    row = graded["rows"]["mutator"]
+    assert row["exercises"] == "exmini_count_test=2/2 exmini_head_test=1/1 exmini_patches_test=0/2", row
+    assert _verdict(graded, "mutator", "exmini_patches_test").startswith(
+        "`patchify` changed its input `image` in place on case 1 of 3")
+
+
+@needs_bwrap
 def test_the_package_reference_and_forbidden_calls_are_caught_at_run_time(graded):
     rows = graded["rows"]
     assert "exmini_patches_test=0/2" in rows["reference"]["exercises"]
@@ -814,7 +831,7 @@ def test_nothing_secret_reaches_the_graded_notebooks_or_the_feedback(graded):
     course = graded["course"]
     pages = {path: path.read_text(encoding="utf-8") for path in (course / "feedback").rglob("*.html")}
     notebooks = {path: path.read_text(encoding="utf-8") for path in (course / "autograded").rglob("*.ipynb")}
-    assert len(pages) == len(notebooks) == 19 + len(DOORS) + 2 * REAL.exists()
+    assert len(pages) == len(notebooks) == 20 + len(DOORS) + 2 * REAL.exists()
     for path, text in {**pages, **notebooks}.items():
         assert SECRET not in text and SECRET_ENV not in text, path
         assert "224, 16" not in text and "HIDDEN TESTS" not in text, path  # hidden tests never ran, never shown

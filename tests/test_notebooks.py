@@ -152,3 +152,18 @@ def test_every_stored_figure_has_150_pixels_per_inch_of_the_size_it_is_shown_at(
         if not shown.get("width") or width / shown["width"] < 1.5 or height / shown["height"] < 1.5:
             soft.append((index, (width, height), shown))  # shown at 100 screen pixels per inch: 1.5 stored per pixel
     assert not soft, f"cells {soft} store a figure under 150 pixels per inch: re-execute the notebook"
+
+
+@pytest.mark.parametrize("name", [name for name, exercise in EXERCISES.items()
+                                  if exercise.forbidden or exercise.package_reference])
+def test_each_exercise_says_which_routes_are_closed_when_it_is_graded(name):
+    exercise = EXERCISES[name]
+    notebook = json.loads((ROOT / "notebooks" / f"{exercise.notebook}.ipynb").read_text(encoding="utf-8"))
+    cell = next(c for c in notebook["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == f"{exercise.grade_id}_md")
+    text = " ".join("".join(cell["source"]).split())
+    sentence = text[text.index("When graded, your function runs where"):]
+    for route in exercise.forbidden + exercise.package_reference:
+        if not route.startswith("aten::"):
+            assert f"`{route}`" in sentence, (name, route)
+    assert ("operators behind them" in sentence) == any(r.startswith("aten::") for r in exercise.forbidden)

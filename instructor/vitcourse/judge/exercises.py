@@ -370,7 +370,7 @@ ADD_POSITION_EMBEDDING_MISTAKES = (
             "the first L rows of the table belong to the top rows of its old g x g grid, not to the new grid: what "
             "a row encodes is its place on the grid. Lay the patch rows out on their grid and resample the grid."),
     Mistake("bilinear", lambda tokens, table: _resampled(tokens, table, mode="bilinear"),
-            "resample bicubically, as timm does (and as the exercise asks): bilinear interpolation gives other values."),
+            "resample bicubically, as timm does and the exercise asks: bilinear interpolation gives other values."),
     Mistake("align_corners=True", lambda tokens, table: _resampled(tokens, table, align_corners=True),
             "with align_corners=True the grid's corner cells are pinned in place; timm, and this exercise, leave "
             "align_corners off (False)."),

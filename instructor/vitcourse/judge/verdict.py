@@ -197,7 +197,12 @@ def changed_argument(exercise: Any, case: Any, after: tuple) -> str | None:
     import torch
 
     positional, keywords = after if len(after) == 2 else ((), {})
-    names = list(getattr(exercise, "arg_names", []) or []) or [f"argument {i + 1}" for i in range(len(case.args))]
+    names = list(getattr(exercise, "arg_names", []) or [])
+    if not names:
+        try:
+            names = list(inspect.signature(exercise.reference).parameters)
+        except (TypeError, ValueError):  # no reference to read the names from: number them
+            names = []
     pairs = [(names[i] if i < len(names) else f"argument {i + 1}", sent, positional[i] if i < len(positional) else
               _MISSING) for i, sent in enumerate(case.args)]
     pairs += [(key, sent, keywords.get(key, _MISSING)) for key, sent in case.kwargs.items()]
