@@ -145,11 +145,15 @@ def _hidden_course_tooling() -> list[str]:
     """bubblewrap arguments that leave only `vitcourse/__init__.py` and `vitcourse/inside/` of the course tooling
     visible: the answer key (`vitcourse/judge/`) and everything else of it stay out of the sandbox, wherever the
     package is installed (a checkout, or site-packages inside the Python installation the sandbox reads)."""
+    hidden: list[str] = []
+    package = _package_folder("vitsteps")
+    for cache in sorted(package.rglob("__pycache__")) if package is not None else []:
+        hidden += ["--tmpfs", str(cache), "--remount-ro", str(cache)]  # no stale bytecode of a module now gone
     folder = _package_folder("vitcourse")
     if folder is None:
-        return []
-    return ["--tmpfs", str(folder), "--ro-bind", str(folder / "__init__.py"), str(folder / "__init__.py"),
-            "--ro-bind", str(folder / "inside"), str(folder / "inside"), "--remount-ro", str(folder)]
+        return hidden
+    return hidden + ["--tmpfs", str(folder), "--ro-bind", str(folder / "__init__.py"), str(folder / "__init__.py"),
+                     "--ro-bind", str(folder / "inside"), str(folder / "inside"), "--remount-ro", str(folder)]
 
 
 def _import_path() -> str:

@@ -1,10 +1,11 @@
 """A static scan of student code for reaching into the checking machinery: defence in depth only.
 
-The grade does not depend on it: the verdict is computed outside the student's process (see
-`vitcourse.grading`), so a wrong answer cannot score whatever the code does to its own process. The scan
-flags code that tries anyway (rebinding the names the checks use, monkeypatching modules, interpreter
-internals, IPython hooks, Tensor subclasses, shell commands) and code that could hide the run-time
-detection of reference or forbidden calls; a flagged submission earns the course's `flagged_credit`.
+The grade does not depend on it: the verdict is computed outside the student's process, and the routes an
+exercise rules out are closed in its graded run before any student code runs (see `vitcourse.judge.grade`), so
+neither a wrong answer nor a ruled-out route can score whatever the code does to its own process. The scan flags
+code that tries anyway (rebinding the names the checks use, monkeypatching modules, interpreter internals, IPython
+hooks, Tensor subclasses, reloading or re-executing modules, shell commands); a flagged submission earns the
+course's `flagged_credit`.
 A deny-list of names can always be evaded (aliases, `getattr` with a computed name, `type()` with three
 arguments), which is why it decides nothing on its own.
 """
