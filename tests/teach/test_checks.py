@@ -140,10 +140,10 @@ def _layout(table, grid):
 
 CORRECT = {
     "num_tokens": lambda height, width, patch_size: (height // patch_size) * (width // patch_size) + 1,
-    "image_to_patches": _windows,
-    "image2emb_naive": _padded_embedding,
+    "image_to_windows": _windows,
+    "image2emb_padded": _padded_embedding,
     "weight_to_kernel": _kernel_from_rows_pixel_first,
-    "image2emb_conv": _hybrid,
+    "image2emb_stem": _hybrid,
     "prepend_cls_token": _patch_dropout,
     "add_position_embedding": _resampled_positions,
     "split_heads": _split_heads,
@@ -169,11 +169,11 @@ def _rows_pixel_first(weight, in_chans, patch_size):
 
 # each exercise solved with the package's own stages (or PyTorch's), called as the exercise calls it
 STAGES = {
-    "image_to_patches": lambda image, p, s: F.unfold(image, p, stride=s).transpose(1, 2),
-    "image2emb_naive": lambda image, p, w: vitsteps.patches.patch_embed_unfold(
+    "image_to_windows": lambda image, p, s: F.unfold(image, p, stride=s).transpose(1, 2),
+    "image2emb_padded": lambda image, p, w: vitsteps.patches.patch_embed_unfold(
         F.pad(image, (0, -image.shape[-1] % p, 0, -image.shape[-2] % p)), p, w),
     "weight_to_kernel": _rows_pixel_first,
-    "image2emb_conv": lambda image, stem, kernel, stride: vitsteps.patches.patch_embed_conv(
+    "image2emb_stem": lambda image, stem, kernel, stride: vitsteps.patches.patch_embed_conv(
         F.relu(F.conv2d(image, stem, padding=1)), kernel, stride),
     "prepend_cls_token": lambda tokens, cls, keep: vitsteps.tokens.prepend_cls_token(
         torch.stack([t[k] for t, k in zip(tokens, keep, strict=True)]), cls),
@@ -234,9 +234,9 @@ def test_a_correct_solution_passes_with_one_line(name, seed, capsys):
 
 
 def test_the_pass_line_counts_configurations_not_cases(capsys):
-    check("image_to_patches", _windows)
-    assert len(_cases("image_to_patches")) == 9  # 5 configurations, 4 of them again with other batch-mates
-    assert capsys.readouterr().out == ("✓ image_to_patches: all checks passed on 5 configurations (shapes, values vs "
+    check("image_to_windows", _windows)
+    assert len(_cases("image_to_windows")) == 9  # 5 configurations, 4 of them again with other batch-mates
+    assert capsys.readouterr().out == ("✓ image_to_windows: all checks passed on 5 configurations (shapes, values vs "
                                        "the reference, window order, no F.unfold, gradients, batch independence).\n")
 
 
@@ -308,17 +308,17 @@ def _remembers_the_first_batch():
 
 
 MISTAKES = [
-    ("image_to_patches", lambda image, p, s: _windows(image, p, s).flip(-1), "the values differ"),
-    ("image_to_patches", _not_written, "not written yet"),
-    ("image_to_patches", lambda image, p, s: F.unfold(image, p, stride=s).transpose(1, 2),
+    ("image_to_windows", lambda image, p, s: _windows(image, p, s).flip(-1), "the values differ"),
+    ("image_to_windows", _not_written, "not written yet"),
+    ("image_to_windows", lambda image, p, s: F.unfold(image, p, stride=s).transpose(1, 2),
      "calls `torch.nn.functional.unfold`, which this exercise asks you not to use"),
-    ("image_to_patches", lambda image, p, s: cut_into_columns(image, p, stride=s).transpose(1, 2),
+    ("image_to_windows", lambda image, p, s: cut_into_columns(image, p, stride=s).transpose(1, 2),
      "calls `torch.nn.functional.unfold`"),
-    ("image_to_patches", _unfold_module, "asks you not to use"),
-    ("image_to_patches", lambda image, p, s: vitsteps.patches.image_to_patches(image, p),
+    ("image_to_windows", _unfold_module, "asks you not to use"),
+    ("image_to_windows", lambda image, p, s: vitsteps.patches.image_to_patches(image, p),
      "calls `vitsteps.patches.image_to_patches`, which already solves this exercise"),
-    ("image2emb_naive", lambda image, p, w: _padded_embedding(image, p, w).detach(), "cut off from autograd"),
-    ("image2emb_conv", lambda image, stem, k, s: F.conv2d(F.relu(F.conv2d(image, stem, padding=1)), k, stride=s)
+    ("image2emb_padded", lambda image, p, w: _padded_embedding(image, p, w).detach(), "cut off from autograd"),
+    ("image2emb_stem", lambda image, stem, k, s: F.conv2d(F.relu(F.conv2d(image, stem, padding=1)), k, stride=s)
      .view(image.shape[0], k.shape[0], -1).transpose(1, 2).view(image.shape[0], -1), "use .reshape(...) instead"),
     ("prepend_cls_token", lambda t, c, keep: torch.cat([c, t[:, :keep.shape[1]]], 1), "expand or slice"),
     ("add_position_embedding", lambda t, table: t.add_(table[: t.shape[1]]), "in place"),
@@ -368,12 +368,12 @@ def test_windows_of_the_right_pixels_in_the_wrong_places_are_traced_back_to_the_
 
     with pytest.raises(CheckFailed, match=r"your window 0 holds pixels from rows 0-3, columns 0, 2, 4, 6; it should "
                                           r"hold rows 0-3, columns 0-3 \(window 0 is number 0 in row 0 of windows"):
-        check("image_to_patches", every_second_column)
+        check("image_to_windows", every_second_column)
 
 
 def test_a_wrong_shape_is_reported_as_expected_versus_got():
     with pytest.raises(CheckFailed, match=r"expected shape \[1, 9, 48\], got \[1, 4, 48\]"):
-        check("image_to_patches", lambda image, p, s: _by_hand_patches(image, p))
+        check("image_to_windows", lambda image, p, s: _by_hand_patches(image, p))
 
 
 def test_a_failure_shows_no_traceback_in_ipython(capsys):
@@ -481,18 +481,18 @@ def test_the_table_names_the_graded_cells_of_the_notebooks():
 REFUSED = {
     "check: an unknown exercise":
         (lambda: check("image_to_patch", _by_hand_patches), ValueError,
-         r"name must be one of 'num_tokens', 'image_to_patches', .*got 'image_to_patch'; use the name given in the "
+         r"name must be one of 'num_tokens', 'image_to_windows', .*got 'image_to_patch'; use the name given in the "
          r"exercise"),
     "check: a result instead of a function":
-        (lambda: check("image_to_patches", _by_hand_patches(torch.zeros(1, 1, 4, 4), 2)), TypeError,
+        (lambda: check("image_to_windows", _by_hand_patches(torch.zeros(1, 1, 4, 4), 2)), TypeError,
          r"fn must be a function, got a tensor .*; pass the function itself, without calling it"),
     "check: a negative seed":
-        (lambda: check("image_to_patches", _by_hand_patches, seed=-1), ValueError,
+        (lambda: check("image_to_windows", _by_hand_patches, seed=-1), ValueError,
          r"seed must be an int from 0 to 1, got -1; the package ships public cases for seeds 0 and 1 only"),
     "check: a seed with no public cases":
-        (lambda: check("image_to_patches", _by_hand_patches, seed=2), ValueError, r"seed must be an int from 0 to 1"),
+        (lambda: check("image_to_windows", _by_hand_patches, seed=2), ValueError, r"seed must be an int from 0 to 1"),
     "check: a seed that is text":
-        (lambda: check("image_to_patches", _by_hand_patches, seed="0"), TypeError, r"seed must be an int from 0 to 1"),
+        (lambda: check("image_to_windows", _by_hand_patches, seed="0"), TypeError, r"seed must be an int from 0 to 1"),
 }
 
 

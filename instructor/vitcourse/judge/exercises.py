@@ -154,7 +154,7 @@ def _one_window_short(image: torch.Tensor, P: int, S: int) -> torch.Tensor:
 
 
 IMAGE_TO_PATCHES = Exercise(
-    "image_to_patches", "01_patches_unfold", "ex01_image_to_patches", _image_to_patches_cases,
+    "image_to_windows", "01_patches_unfold", "ex01_image_to_patches", _image_to_patches_cases,
     references.image_to_patches, (
         Mistake("stepping by the patch size", lambda image, P, S: references.image_to_patches(image, P, P),
                 "your windows step by patch_size: here their corners are stride pixels apart, so that neighbouring "
@@ -195,7 +195,7 @@ def _embedded(image: torch.Tensor, P: int, weight: torch.Tensor) -> torch.Tensor
 
 
 IMAGE2EMB_NAIVE = Exercise(
-    "image2emb_naive", "01_patches_unfold", "ex01_image2emb", _image2emb_naive_cases, references.image2emb_naive, (
+    "image2emb_padded", "01_patches_unfold", "ex01_image2emb", _image2emb_naive_cases, references.image2emb_naive, (
         Mistake("cropped", lambda image, P, weight: _embedded(image, P, weight),
                 "the pixels that do not fill a whole patch were dropped: pad the image with zeros up to the next "
                 "multiple of patch_size instead, so that every pixel lands in a patch."),
@@ -289,7 +289,7 @@ IMAGE2EMB_CONV_MISTAKES = (
             "different patches. Flatten the grid first, then swap the feature and token axes."),
 )
 IMAGE2EMB_CONV = Exercise(
-    "image2emb_conv", "02_patches_conv", "ex02_image2emb_conv", _image2emb_conv_cases, references.image2emb_conv,
+    "image2emb_stem", "02_patches_conv", "ex02_image2emb_conv", _image2emb_conv_cases, references.image2emb_conv,
     IMAGE2EMB_CONV_MISTAKES, package_reference=("vitsteps.patches.patch_embed_conv",), **TOLERANCE,
     signature="fn(image [B,C,H,W], stem_kernel [C',C,3,3], kernel [D,C',P,P], stride) -> [B, N, D]",
     passes=("shapes", "values vs the reference", "patch order", *BATCH_CHECKS))

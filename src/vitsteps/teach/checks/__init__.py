@@ -1,7 +1,7 @@
 """Self-checks for the exercises: `check(name, fn)` runs a student's function through its exercise's public cases.
 
     from vitsteps.teach.checks import check
-    check("image_to_patches", my_image_to_patches)
+    check("image_to_windows", my_image_to_windows)
 
 Every exercise is described in the table the package ships (`public`): its public cases (the original article's
 configuration first) with the right outputs, the classic mistakes it recognises by their output, and the routes
@@ -42,7 +42,7 @@ def check(name: str, fn: Callable[..., object], *, seed: int = 0) -> bool:
     """Run the self-check `name` on a student's function `fn`.
 
     Args:
-        name: which exercise, one of `names()` (e.g. "image_to_patches").
+        name: which exercise, one of `names()` (e.g. "image_to_windows").
         fn: the student's function, called with the signature listed in `names()`.
         seed: which set of public cases, 0 or 1; the grader uses cases of its own, made from a secret seed.
 
