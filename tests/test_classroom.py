@@ -1,0 +1,309 @@
+"""The class, live: one course hub (JupyterHub + nbgrader's exchange) for every check here, as real system users.
+
+One hub is started for the module (`vitcourse.hub.classroom.start`, as `make classroom` does) with an instructor
+and three students, on a free port of 127.0.0.1, nbgrader's exchange in a fresh folder. Then, in order:
+
+* the accounts: homes only their owner can read; formgrader in the instructor's server only;
+* the flow: student A (browser, `test_browser_flow`) or the Assignments tab's own endpoints fetch 01, A writes the
+  right answer, B a wrong one, C nothing; both submit; the instructor collects (`nbgrader collect`), grades with
+  the sandboxed grader (`python -m vitcourse.grading autograde`), sees the scores in nbgrader's gradebook
+  (`nbgrader export`, what formgrader shows); releases feedback; A and B fetch their own;
+* isolation: student A's token and A's own kernel cannot reach B's workspace or submission, the instructor's
+  source notebooks (the hidden tests), the gradebook, the course tooling;
+* stopping leaves no process behind.
+
+It needs root (system users), `configurable-http-proxy`, JupyterHub in this environment and the course
+environment (`make classroom-env`, `$VITSTEPS_COURSE_ENV`, default /opt/vitsteps-course). Elsewhere it is skipped with
+the reason, unless `VITSTEPS_REQUIRE_HUB=1` (CI) makes that a failure. About a minute on 2 cores.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "01_patches_unfold.ipynb"
+ASSIGNMENT = NOTEBOOK.stem
+COURSE_ENV = Path(os.environ.get("VITSTEPS_COURSE_ENV", "/opt/vitsteps-course"))
+REQUIRE = os.environ.get("VITSTEPS_REQUIRE_HUB") == "1"
+COURSE_ID = "hubtest"
+INSTRUCTOR, STUDENTS = "vsteacher", ("vsstudent1", "vsstudent2", "vsstudent3")
+A, B, C = STUDENTS
+
+pytestmark = [pytest.mark.slow]
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the course hub's tests need root (they make system users); run them as root (CI does)"
+    if shutil.which("configurable-http-proxy") is None:
+        return "configurable-http-proxy is not installed (npm install -g configurable-http-proxy)"
+    try:
+        import jupyterhub  # noqa: F401
+    except ImportError:
+        return "JupyterHub is not installed here (pip install -e './instructor[hub]')"
+    if not (COURSE_ENV / "bin" / "jupyterhub-singleuser").is_file():
+        return f"no course environment at {COURSE_ENV} (make classroom-env)"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is missing (the grader's sandbox)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def room():
+    problem = _missing()
+    if problem:
+        if REQUIRE:
+            pytest.fail(f"VITSTEPS_REQUIRE_HUB=1 but {problem}")
+        pytest.skip(problem)
+    from vitcourse.hub import classroom
+
+    classroom.remove_accounts([INSTRUCTOR, *STUDENTS])  # a previous run's, if any: every run starts fresh
+    base = Path(tempfile.mkdtemp(prefix="vitsteps-hub-", dir="/tmp"))
+    os.chmod(base, 0o755)  # the exchange below it must be reachable by every user
+    started = time.monotonic()
+    hub = classroom.start([NOTEBOOK], students=list(STUDENTS), port=classroom.free_port(), course_id=COURSE_ID,
+                          state=base / "state", course_env=COURSE_ENV, exchange=base / "exchange",
+                          instructor=INSTRUCTOR, quiet=True)
+    print(f"\nthe course hub started in {time.monotonic() - started:.1f} s")
+    yield hub
+    killed = classroom.stop(hub.state, quiet=True)
+    assert killed == [], f"processes left after the hub's own shutdown: {killed}"
+    assert classroom.leftovers(hub.state) == []
+    shutil.rmtree(base, ignore_errors=True)
+    classroom.remove_accounts([INSTRUCTOR, *STUDENTS])
+
+
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _answers(wrong: bool) -> dict[str, str]:
+    """The source's solutions without their markers, or answers of the right shape with wrong values."""
+    source = nbformat.read(NOTEBOOK, as_version=4)
+    answers = {}
+    for cell in source.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            text = "\n".join(line for line in cell.source.splitlines() if "### " not in line)
+            if wrong:  # the same function, every value off by one
+                text = text.replace("return ", "return 1 + ")
+            answers[meta["grade_id"]] = text
+    return answers
+
+
+def _write_answers(room, user: str, token: str, answers: dict[str, str]) -> None:
+    from vitcourse.hub import rest
+
+    path = f"{ASSIGNMENT}/{NOTEBOOK.name}"
+    model = rest.read_file(room, user, token, path)
+    notebook = model["content"]
+    for cell in notebook["cells"]:
+        if _grade_id(cell) in answers:
+            cell["source"] = answers[_grade_id(cell)]
+    rest.write_notebook(room, user, token, path, notebook)
+
+
+def _assignments(room, user: str, token: str, action: str | None = None) -> list[dict]:
+    """The Assignments tab's own endpoints (nbgrader's assignment_list server extension)."""
+    from vitcourse.hub import rest
+
+    if action is None:
+        return rest.request(room, "GET", f"/user/{user}/assignments?course_id={COURSE_ID}", token)["value"]
+    answer = rest.request(room, "POST", f"/user/{user}/assignments/{action}", token,
+                          {"assignment_id": ASSIGNMENT, "course_id": COURSE_ID})
+    assert answer.get("success", True), f"{action} for {user} failed: {answer}"
+    return answer.get("value", [])
+
+
+def _instructor(room, *argv: str) -> str:
+    from vitcourse.hub import classroom
+
+    return classroom.as_user(room, INSTRUCTOR, [str(a) for a in argv], cwd=room.course()).stdout
+
+
+@pytest.fixture(scope="module")
+def flow(room):
+    """The whole flow once; the browser drives the students' steps when it can (see test_browser_flow)."""
+    from vitcourse.hub import rest
+
+    timings, out = {}, {"tokens": {}, "browser": False}
+    started = time.monotonic()
+    rest.start_servers(room, [INSTRUCTOR, *STUDENTS])
+    for user in (INSTRUCTOR, *STUDENTS):
+        out["tokens"][user] = rest.user_token(room, user)
+    timings["servers"] = time.monotonic() - started
+    tokens = out["tokens"]
+    for user, answers in ((A, _answers(wrong=False)), (B, _answers(wrong=True))):
+        _assignments(room, user, tokens[user], "fetch")
+        _write_answers(room, user, tokens[user], answers)
+        _assignments(room, user, tokens[user], "submit")
+    timings["students"] = time.monotonic() - started - timings["servers"]
+    mark = time.monotonic()
+    env = room.course_env / "bin"
+    out["collect"] = _instructor(room, env / "nbgrader", "collect", ASSIGNMENT, "--update")
+    out["autograde"] = _instructor(room, env / "python", "-m", "vitcourse.grading", "autograde", "--course",
+                                   room.course(), "--jobs", "2")
+    _instructor(room, env / "nbgrader", "export")
+    out["export"] = list(csv.DictReader(io.StringIO((room.course() / "nbgrader_grades.csv").read_text())))
+    out["release_feedback"] = _instructor(room, env / "nbgrader", "release_feedback", ASSIGNMENT)
+    timings["instructor"] = time.monotonic() - mark
+    mark = time.monotonic()
+    for user in (A, B):
+        listed = _assignments(room, user, tokens[user], "fetch_feedback")
+        out[f"listed_{user}"] = listed
+    timings["feedback"] = time.monotonic() - mark
+    out["timings"] = timings
+    print("\nthe flow's phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return out
+
+
+def _feedback_page(room, user: str, token: str) -> str:
+    from vitcourse.hub import rest
+
+    folder = rest.request(room, "GET", f"/user/{user}/api/contents/{ASSIGNMENT}/feedback", token)
+    (stamp,) = [item["name"] for item in folder["content"]]
+    return rest.read_file(room, user, token, f"{ASSIGNMENT}/feedback/{stamp}/{NOTEBOOK.stem}.html")["content"]
+
+
+def _text(page: str) -> str:
+    """A feedback page's visible text."""
+    import html
+    import re
+
+    page = re.sub(r"<(style|script).*?</\1>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_homes_are_their_owners_only(room):
+    for user in (INSTRUCTOR, *STUDENTS):
+        entry = pwd.getpwnam(user)
+        home = Path(entry.pw_dir)
+        assert home.stat().st_uid == entry.pw_uid
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700, f"{home} is readable by others"
+
+
+def test_scores_reach_nbgrader_and_each_student_reads_their_own(room, flow):
+    rows = {row["student_id"]: row for row in flow["export"]}
+    assert float(rows[A]["score"]) == float(rows[A]["max_score"]) == 3.0, rows
+    assert float(rows[B]["score"]) == 0.0, rows
+    assert C not in rows or rows[C]["timestamp"] in ("", "None"), rows
+    graded = {row["student"]: row for row in csv.DictReader(io.StringIO((room.course() / "grades.csv").read_text()))}
+    assert C not in graded
+    assert graded[A]["points"] == "3" and graded[B]["points"] == "0", graded
+    # the grader's reason, in the page the instructor sees (formgrader's feedback) and the one B fetched
+    seen = (room.course() / "feedback" / B / ASSIGNMENT / f"{NOTEBOOK.stem}.html").read_text()
+    page_a = _feedback_page(room, A, flow["tokens"][A])
+    page_b = _feedback_page(room, B, flow["tokens"][B])
+    assert "the values differ" in seen and "the values differ" in page_b
+    assert "3 / 3 points" in _text(page_a) and A in _text(page_a) and B not in _text(page_a)
+    assert "0 / 3 points" in _text(page_b) and B in _text(page_b) and A not in _text(page_b)
+    assert "BEGIN HIDDEN TESTS" not in page_a + page_b and "seed=1" not in page_a + page_b
+
+
+def _status(call) -> int:
+    from vitcourse.hub import rest
+
+    try:
+        call()
+    except rest.HubError as error:
+        return error.status
+    return 200
+
+
+def test_formgrader_is_the_instructors_only(room, flow):
+    from vitcourse.hub import rest
+
+    tokens = flow["tokens"]
+    assert _status(lambda: rest.request(room, "GET", f"/user/{INSTRUCTOR}/formgrader/api/assignments",
+                                        tokens[INSTRUCTOR])) == 200
+    assert _status(lambda: rest.request(room, "GET", f"/user/{A}/formgrader/api/assignments", tokens[A])) == 404
+    lab = rest.request_text(room, f"/user/{A}/lab", tokens[A])
+    assert '"@jupyter/nbgrader:formgrader": true' in lab.replace("'", '"') or "nbgrader:formgrader" in lab
+
+
+def test_a_students_token_reaches_nothing_of_anyone_else(room, flow):
+    from vitcourse.hub import rest
+
+    token = flow["tokens"][A]
+    refused = {
+        "B's account": lambda: rest.request(room, "GET", f"/hub/api/users/{B}", token),
+        "B's files": lambda: rest.request(room, "GET", f"/user/{B}/api/contents", token),
+        "B's kernels": lambda: rest.request(room, "POST", f"/user/{B}/api/kernels", token, {"name": "python3"}),
+        "a token for B": lambda: rest.request(room, "POST", f"/hub/api/users/{B}/tokens", token, {}),
+        "the instructor's files": lambda: rest.request(room, "GET", f"/user/{INSTRUCTOR}/api/contents/course",
+                                                       token),
+        "the instructor's formgrader": lambda: rest.request(
+            room, "GET", f"/user/{INSTRUCTOR}/formgrader/api/submissions/{ASSIGNMENT}", token),
+        "the list of users": lambda: rest.request(room, "GET", "/hub/api/users", token),
+    }
+    statuses = {what: _status(call) for what, call in refused.items()}
+    assert all(status in (302, 403, 404) for status in statuses.values()), statuses
+    # and the same token does reach A's own files
+    assert _status(lambda: rest.request(room, "GET", f"/user/{A}/api/contents/{ASSIGNMENT}", token)) == 200
+
+
+PROBE = r"""
+import os, json
+tries = json.loads({tries!r})
+result = {{}}
+for what, (how, path) in tries.items():
+    try:
+        if how == "list":
+            os.listdir(path)
+        elif how == "import":
+            __import__(path)
+        else:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        result[what] = "read"
+    except (PermissionError, ModuleNotFoundError) as error:
+        result[what] = type(error).__name__
+    except FileNotFoundError:
+        result[what] = "missing"
+print(json.dumps(result))
+"""
+
+
+def test_a_students_kernel_reads_nothing_of_anyone_else(room, flow):
+    from vitcourse.hub import rest
+
+    course = room.course()
+    exchange = room.exchange / COURSE_ID
+    (b_submission,) = (course / "submitted" / B / ASSIGNMENT).glob("*.ipynb")
+    tries = {
+        "B's workspace": ("list", str(Path(pwd.getpwnam(B).pw_dir))),
+        "B's notebook": ("open", str(Path(pwd.getpwnam(B).pw_dir) / ASSIGNMENT / NOTEBOOK.name)),
+        "B's submission, collected": ("open", str(b_submission)),
+        "the submissions in the exchange": ("list", str(exchange / "inbound")),
+        "the feedback in the exchange": ("list", str(exchange / "feedback")),
+        "the source notebook (hidden tests)": ("open", str(course / "source" / ASSIGNMENT / NOTEBOOK.name)),
+        "the gradebook": ("open", str(course / "gradebook.db")),
+        "the grades": ("open", str(course / "grades.csv")),
+        "the course tooling": ("list", str(room.course_env / "instructor")),
+        "the course tooling, imported": ("import", "vitcourse"),
+        "the hub's tokens": ("open", str(room.state / "admin_token")),
+        # what A must reach, so that a refusal above is a refusal and not a broken probe
+        "A's own notebook": ("open", str(Path(pwd.getpwnam(A).pw_dir) / ASSIGNMENT / NOTEBOOK.name)),
+        "the released assignment": ("list", str(exchange / "outbound" / ASSIGNMENT)),
+    }
+    output = rest.run_code(room, A, flow["tokens"][A], PROBE.format(tries=json.dumps(tries)))
+    assert output["error"] is None, output
+    result = json.loads(output["stdout"])
+    reachable = {"A's own notebook", "the released assignment"}
+    assert {what for what, got in result.items() if got == "read"} == reachable, result
+    assert all(result[what] in ("PermissionError", "ModuleNotFoundError") for what in result if what not in
+               reachable), result
