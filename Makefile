@@ -97,7 +97,7 @@ lab: $(VENV)/.lab
 	PYTHONPATH=instructor $(PY) -m vitcourse.student workspace --into $(WORKSPACE) $(NB)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(WORKSPACE) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(VENV)/.dev
+test: $(VENV)/.hub
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
 test-unit: $(VENV)/.dev

@@ -28,6 +28,9 @@ import shutil
 import stat
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -133,7 +136,8 @@ def _assignments(room, user: str, token: str, action: str | None = None) -> list
 def _instructor(room, *argv: str) -> str:
     from vitcourse.hub import classroom
 
-    return classroom.as_user(room, INSTRUCTOR, [str(a) for a in argv], cwd=room.course()).stdout
+    done = classroom.as_user(room, INSTRUCTOR, [str(a) for a in argv], cwd=room.course())
+    return done.stdout + done.stderr
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -228,6 +232,7 @@ def flow(room):
         _instructor(room, env / "nbgrader", "export")
         out["export"] = list(csv.DictReader(io.StringIO((room.course() / "nbgrader_grades.csv").read_text())))
         out["release_feedback"] = _instructor(room, env / "nbgrader", "release_feedback", ASSIGNMENT)
+        out["grades"] = (room.course() / "grades.csv").read_text()
         timings["instructor"] = time.monotonic() - mark
         mark = time.monotonic()
         for user in (A, B):
@@ -271,7 +276,7 @@ def test_scores_reach_nbgrader_and_each_student_reads_their_own(room, flow):
     assert float(rows[A]["score"]) == float(rows[A]["max_score"]) == 3.0, rows
     assert float(rows[B]["score"]) == 0.0, rows
     assert C not in rows or rows[C]["timestamp"] in ("", "None"), rows
-    graded = {row["student"]: row for row in csv.DictReader(io.StringIO((room.course() / "grades.csv").read_text()))}
+    graded = {row["student"]: row for row in csv.DictReader(io.StringIO(flow["grades"]))}
     assert C not in graded
     assert graded[A]["points"] == "3" and graded[B]["points"] == "0", graded
     # the grader's reason, in the page the instructor sees (formgrader's feedback) and the one B fetched
@@ -388,3 +393,57 @@ def test_browser_flow(room, flow):
     shown_a, shown_b = flow["shown"][A], flow["shown"][B]
     assert "3 / 3 points" in shown_a and A in shown_a and B not in shown_a, shown_a[:1000]
     assert "0 / 3 points" in shown_b and "the values differ" in shown_b and A not in shown_b, shown_b[:1000]
+
+
+def _post(room, user: str, token: str, action: str, assignment: str) -> dict:
+    from vitcourse.hub import rest
+
+    return rest.request(room, "POST", f"/user/{user}/assignments/{action}", token,
+                        {"assignment_id": assignment, "course_id": COURSE_ID})
+
+
+def test_bad_inputs_on_the_hub_get_clear_messages(room, flow):
+    """After the flow: an unknown user, the wrong assignment, a broken exchange, a renamed and a broken notebook,
+    a resubmission (the latest counts)."""
+    from vitcourse.hub import classroom, rest
+
+    tokens = flow["tokens"]
+    # an unknown user: no token, no login
+    assert _status(lambda: rest.request(room, "GET", "/hub/api/users/nobody-here", rest.admin_token(room))) == 404
+    assert _status(lambda: rest.user_token(room, "nobody-here")) in (403, 404)
+    login = urllib.request.Request(f"{room.url}/hub/login", method="POST",
+                                   data=urllib.parse.urlencode({"username": "nobody-here", "password": "x"}).encode())
+    with contextlib.suppress(urllib.error.HTTPError), urllib.request.urlopen(login) as answer:
+        assert "Invalid username or password" in answer.read().decode()
+    # an assignment that was never released
+    answer = _post(room, C, tokens[C], "fetch", "99_no_such_assignment")
+    assert not answer.get("success", True) or "99_no_such_assignment" not in json.dumps(answer), answer
+    # the exchange with the wrong permissions: the submission fails with nbgrader's message, the check names it
+    _assignments(room, C, tokens[C], "fetch")
+    inbound = room.exchange / COURSE_ID / "inbound"
+    os.chmod(inbound, 0o2755)
+    try:
+        answer = _post(room, C, tokens[C], "submit", ASSIGNMENT)
+        assert answer.get("success") is False and "write permissions" in answer["value"], answer
+        (found,) = classroom.nbexchange.problems(room.exchange, COURSE_ID)
+        assert "inbound has mode 2755, nbgrader's is 2733" in found
+    finally:
+        os.chmod(inbound, 0o2733)
+    # C renames the notebook; B hands in a broken one again (a resubmission: the latest counts)
+    model = rest.read_file(room, C, tokens[C], f"{ASSIGNMENT}/{NOTEBOOK.name}")
+    rest.request(room, "PATCH", f"/user/{C}/api/contents/{ASSIGNMENT}/{NOTEBOOK.name}", tokens[C],
+                 {"path": f"{ASSIGNMENT}/mine.ipynb"})
+    assert model["type"] == "notebook"
+    _assignments(room, C, tokens[C], "submit")
+    rest.request(room, "PUT", f"/user/{B}/api/contents/{ASSIGNMENT}/{NOTEBOOK.name}", tokens[B],
+                 {"type": "file", "format": "text", "content": '{"cells": [ broken'})
+    time.sleep(1.1)  # nbgrader's timestamps: the resubmission is later
+    _assignments(room, B, tokens[B], "submit")
+    env = room.course_env / "bin"
+    collected = _instructor(room, env / "nbgrader", "collect", ASSIGNMENT, "--update")
+    _instructor(room, env / "python", "-m", "vitcourse.grading", "autograde", "--course", room.course())
+    rows = {row["student"]: row for row in csv.DictReader(io.StringIO((room.course() / "grades.csv").read_text()))}
+    assert rows[C]["reason"] == "no notebook submitted" and rows[C]["points"] == "0", rows[C]
+    assert rows[B]["reason"].startswith("unreadable notebook"), rows[B]
+    assert rows[A]["points"] == "3", rows[A]
+    assert f"Updating submission: {B}" in collected, collected

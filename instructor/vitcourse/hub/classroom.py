@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import exchange as nbexchange
-from .auth import hash_password
+from .passwords import hash_password
 
 CONFIG = Path(__file__).with_name("jupyterhub_config.py")
 DEFAULT_ENV = Path("/opt/vitsteps-course")
@@ -128,7 +128,7 @@ def shared_python_problems(course_env: Path) -> list[str]:
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         return [f"{python} does not run: {probe.stderr.strip()[:300]}"]
-    needed = [python.resolve(), *(Path(line) for line in probe.stdout.split())]
+    needed = [python, python.resolve(), *(Path(line) for line in probe.stdout.split())]
     found = []
     for path in needed:
         for folder in [path, *path.parents]:
@@ -140,7 +140,7 @@ def shared_python_problems(course_env: Path) -> list[str]:
                              f"build the course environment from a Python every user can run, e.g. "
                              f"`make classroom-env CLASSROOM_PYTHON=/usr/bin/python3`.")
                 break
-    return sorted(set(found))
+    return list(dict.fromkeys(found))
 
 
 # ------------------------------------------------------------------------------------------ accounts
