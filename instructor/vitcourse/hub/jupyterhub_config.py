@@ -54,8 +54,8 @@ c.Spawner.env_keep = ["LANG", "LC_ALL", "TZ"]
 c.Spawner.cmd = [str(env / "bin" / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
-c.Spawner.start_timeout = 120  # a loaded machine starts 60 JupyterLabs slowly
-c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 600  # a loaded machine starts 60 JupyterLabs at once slowly
+c.Spawner.http_timeout = 600
 c.Spawner.args = ["--ServerApp.shutdown_no_activity_timeout=0"]
 
 
