@@ -113,3 +113,17 @@ def test_passwords_are_checked_against_their_hash():
     assert entry["hash"] != hash_password("right horse")["hash"]  # salted
     with pytest.raises(ValueError, match="password must be a non-empty string"):
         hash_password("")
+
+
+def test_a_grader_without_its_sandbox_says_where_to_grade_instead(tmp_path, monkeypatch, capsys):
+    from vitcourse import grading
+    from vitcourse.confine import sandbox
+
+    def refuse() -> str:
+        raise sandbox.SandboxUnavailable("bubblewrap is installed but cannot create a sandbox here (no userns)")
+
+    monkeypatch.setattr(sandbox, "find_bwrap", refuse)
+    assert grading.main(["autograde", "--course", str(tmp_path)]) == 2
+    said = capsys.readouterr().err
+    assert "autograde refused: bubblewrap is installed but cannot create a sandbox here" in said
+    assert "user namespaces" in said and "copy the course folder" in said and "nbgrader release_feedback" in said
