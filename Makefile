@@ -13,11 +13,23 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 NB          := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # JupyterLab refuses to start as root unless told; containers and cloud shells run as root
 ROOT_FLAG   := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# make classroom: the course hub on this machine (see the README's "The class, live")
+IS_ROOT     := $(filter 0,$(shell id -u))
+# the course environment every account's JupyterLab runs in: outside root's home, from a Python every user can run
+COURSE_ENV  ?= $(if $(IS_ROOT),/opt/vitsteps-course,$(CURDIR)/.classroom-env)
+CLASSROOM_PYTHON ?= $(if $(IS_ROOT),/usr/bin/python3,$(PYTHON))
+STUDENTS    ?= 3
+PORT        ?= 8000
+COURSE_ID   ?= vitsteps
+# the notebooks released as assignments when the hub starts
+ASSIGNMENTS ?= $(NB)
+CLASSROOM_ARGS ?=
 # pytest over the unit tests and every notebook (nbval compares each cell's stored output)
 PYTEST      := $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
                --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: help lab test test-unit test-notebooks notebooks student autograde bench results lint clean
+.PHONY: help lab test test-unit test-notebooks notebooks student autograde bench results lint clean \
+        classroom classroom-stop classroom-env
 
 help:
 	@echo "make lab        install what the notebooks need, copy them into $(WORKSPACE)/ and open JupyterLab there"
@@ -25,6 +37,7 @@ help:
 	@echo "make notebooks  re-execute every notebook in place (deterministic outputs)"
 	@echo "make student    write student versions into $(COURSE)/release (instructors)"
 	@echo "make autograde  grade $(COURSE)/submitted/<student>/<assignment>/ (instructors)"
+	@echo "make classroom  start the course hub (JupyterHub + nbgrader, STUDENTS=3, PORT=8000); make classroom-stop"
 	@echo "make bench      speed and accuracy benchmarks, printed as ratios, and the shipped results checked"
 	@echo "make results    retrain everything behind the shipped mnist results (1-2 hours) and write them"
 	@echo "make lint       ruff over src, instructor, tools and tests"
@@ -46,11 +59,45 @@ $(VENV)/.dev: $(VENV)/.lab instructor/pyproject.toml
 	$(PY) -m pip install --progress-bar on -e '.[dev]' -e ./instructor
 	touch $@
 
+# the hub itself (JupyterHub) in the developer environment
+$(VENV)/.hub: $(VENV)/.dev instructor/pyproject.toml
+	$(PY) -m pip install --progress-bar on -e './instructor[hub]'
+	touch $@
+
+# the course environment: the light student install, nbgrader's extensions, jupyterhub-singleuser; the course
+# tooling under instructor/ (readable by the instructor's group once make classroom has run)
+$(COURSE_ENV)/.ready: pyproject.toml instructor/pyproject.toml
+	@$(CLASSROOM_PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "nbgrader 0.9.6 needs Python 3.11+"'
+	@echo "Building the course environment in $(COURSE_ENV) (a few minutes the first time)."
+	test -x $(COURSE_ENV)/bin/python || $(CLASSROOM_PYTHON) -m venv $(COURSE_ENV)
+	$(COURSE_ENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COURSE_ENV)/bin/python tools/install_torch.py --index "$(TORCH_INDEX)"
+	$(COURSE_ENV)/bin/python -m pip install --quiet '.[lab]' "$$(grep -o 'nbgrader==[0-9.]*' instructor/pyproject.toml)" \
+	    "$$(grep -o 'jupyterhub==[0-9.]*' instructor/pyproject.toml)"
+	touch $@
+
+$(COURSE_ENV)/.code: $(COURSE_ENV)/.ready $(shell find src/vitsteps instructor/vitcourse -name '*.py' 2>/dev/null)
+	$(COURSE_ENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	$(COURSE_ENV)/bin/python -m pip install --quiet --no-deps --upgrade --target $(COURSE_ENV)/instructor ./instructor
+	$(COURSE_ENV)/bin/python -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], \
+	    "vitsteps_course_tools.pth").write_text("$(COURSE_ENV)/instructor\n")'
+	rm -rf build instructor/build
+	touch $@
+
+classroom-env: $(COURSE_ENV)/.code
+
+classroom: $(VENV)/.hub $(COURSE_ENV)/.code
+	$(PY) -m vitcourse.hub.classroom start --students $(STUDENTS) --port $(PORT) --course-id $(COURSE_ID) \
+	    --course-env $(COURSE_ENV) $(CLASSROOM_ARGS) $(ASSIGNMENTS)
+
+classroom-stop:
+	$(PY) -m vitcourse.hub.classroom stop
+
 lab: $(VENV)/.lab
 	PYTHONPATH=instructor $(PY) -m vitcourse.student workspace --into $(WORKSPACE) $(NB)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(WORKSPACE) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(VENV)/.dev
+test: $(VENV)/.hub
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
 test-unit: $(VENV)/.dev

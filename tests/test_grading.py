@@ -171,7 +171,7 @@ def test_make_student_writes_source_release_config_and_registers_the_gradebook(t
     assert "grading_mini: 3 graded test cells" in printed.out and "warning" not in printed.err
     from nbgrader.api import Gradebook
 
-    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+    with Gradebook(gradebook.db_url(course), gradebook.course_id(course)) as book:
         cells = {cell.name: cell.max_score for cell in book.find_notebook("grading_mini", "grading_mini").grade_cells}
         assert cells == {"exmini_count_test": 2.0, "exmini_head_test": 1.0, "exmini_patches_test": 2.0}
         assert {assignment.name for assignment in book.assignments} >= {"grading_mini"}
@@ -908,11 +908,11 @@ def test_a_manual_score_survives_grading_again(graded):
     from nbgrader.api import Gradebook
 
     course = graded["course"]
-    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+    with Gradebook(gradebook.db_url(course), gradebook.course_id(course)) as book:
         book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob").manual_score = 0.5
         book.db.commit()
     gradebook.record(course, graded["grades"])
-    with Gradebook(gradebook.db_url(course), gradebook.COURSE_ID) as book:
+    with Gradebook(gradebook.db_url(course), gradebook.course_id(course)) as book:
         cell = book.find_grade("exmini_head_test", "grading_mini", "grading_mini", "bob")
         assert (cell.manual_score, cell.auto_score, cell.score, cell.needs_manual_grade) == (0.5, 0.0, 0.5, True)
 

@@ -109,6 +109,13 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
 
 # ------------------------------------------------------------------------------------------ command line
 
+GRADE_ELSEWHERE = (
+    "Grading needs bubblewrap with unprivileged user namespaces (and, for limits on a whole submission's memory and "
+    "processes, cgroups it may write). A JupyterHub pod or a locked-down container often refuses user namespaces; "
+    "then grade elsewhere from the collected folder: copy the course folder (after `nbgrader collect`) to your own "
+    "machine or a VM, run `python -m vitcourse.grading autograde --course <folder>` there, copy back gradebook.db "
+    "and feedback/, and run `nbgrader release_feedback` on the hub (README: \"Grading where the hub is\").")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vitcourse.grading", description=__doc__.splitlines()[0])
@@ -155,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         autograde(args.course, limits, use_sandbox=not args.no_sandbox, jobs=args.jobs, settings=settings)
     except sandbox.SandboxUnavailable as error:
         print(f"autograde refused: {error}", file=sys.stderr)
+        print(GRADE_ELSEWHERE, file=sys.stderr)
         return 2
     except (FileNotFoundError, judge.TableUnavailable) as error:
         print(f"autograde: {error}", file=sys.stderr)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-COURSE_ID = "vitsteps"  # as c.CourseDirectory.course_id in nbgrader_config.py
+from .settings import course_id
 
 
 def _open(course: Path) -> Any:
@@ -29,7 +29,7 @@ def _open(course: Path) -> Any:
 
     if getattr(nbgrader.api.get_alembic_version, "__module__", "") != __name__:
         nbgrader.api.get_alembic_version = alembic_head
-    return nbgrader.api.Gradebook(db_url(course), COURSE_ID)
+    return nbgrader.api.Gradebook(db_url(course), course_id(course))
 
 
 def alembic_head() -> str:

@@ -25,6 +25,25 @@ def _nbgrader_config(path: Path = CONFIG_FILE) -> Any:
     return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
 
 
+DEFAULT_COURSE_ID = "vitsteps"  # what the packaged nbgrader_config.py sets
+
+
+def course_id(course: Path) -> str:
+    """The course's `c.CourseDirectory.course_id` (its nbgrader_config.py), else the packaged default.
+
+    nbgrader's exchange keeps each course under this name, and the gradebook records it; `make classroom` sets it
+    from `COURSE_ID`.
+    """
+    path = Path(course) / "nbgrader_config.py"
+    if not path.is_file():
+        return DEFAULT_COURSE_ID
+    value = _nbgrader_config(path).get("CourseDirectory", {}).get("course_id", DEFAULT_COURSE_ID)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{path}: c.CourseDirectory.course_id is {value!r}; set it to the course's name, "
+                         f"e.g. c.CourseDirectory.course_id = \"vitsteps\".")
+    return value
+
+
 def course_settings(course: Path) -> Settings:
     """The settings in `course/nbgrader_config.py` (`c.VitCourse...`), defaults for what it does not set."""
     path = Path(course) / "nbgrader_config.py"

@@ -143,7 +143,9 @@ def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     autograded.mkdir(parents=True, exist_ok=True)
     feedback.mkdir(parents=True, exist_ok=True)
     nbformat.write(graded, autograded / submission.notebook)
-    (feedback / (Path(submission.notebook).stem + ".html")).write_text(feedback_html(graded, grade), encoding="utf-8")
+    page = feedback / (Path(submission.notebook).stem + ".html")
+    page.write_text(feedback_html(graded, grade), encoding="utf-8")
+    os.chmod(page, 0o644)  # `nbgrader release_feedback` copies it into the exchange as it is; its student reads it
     for name in ("timestamp.txt", "submission_secret.txt"):  # what nbgrader's feedback release reads
         data = gradebook.read_small(submission.path.parent / name)
         if data is not None:
