@@ -585,6 +585,10 @@ STASH = ("seen = []\n"
          "    return original(image, patch_size)")
 
 
+MUTATOR = ("def patchify(image, patch_size):\n    B, C, H, W = image.shape\n    P = patch_size\n"
+           "    blocks = image.detach().reshape(B, C, H // P, P, W // P, P)\n"
+           "    out = blocks.permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * P * P).clone()\n"
+           "    image.data.zero_()\n    return out")
 # right answers to `patchify` through the routes it rules out (F.unfold, nn.Unfold, aten::im2col, the package's own
 # function), by every door a student might try; each is closed before any student code runs in the graded run
 _CUT = "(image, [patch_size, patch_size], [1, 1], [0, 0], [patch_size, patch_size]).transpose(1, 2)"
@@ -697,14 +701,7 @@ def graded(tmp_path_factory):
                                                         ".transpose(1, 2)"}),
         **{f"door_{door}": _solved(source, {"exmini_patches": code}) for door, code in DOORS.items()},
         # a right answer that overwrites its input: the grader compares the arguments it gets back
-        "mutator": _solved(source, {"exmini_patches": "def patchify(image, patch_size):\n"
-                                                      "    B, C, H, W = image.shape\n"
-                                                      "    P = patch_size\n"
-                                                      "    blocks = image.detach().reshape(B, C, H // P, P, W // P, P)\n"
-                                                      "    out = blocks.permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * P * P)"
-                                                      ".clone()\n"
-                                                      "    image.data.zero_()\n"
-                                                      "    return out"}),
+        "mutator": _solved(source, {"exmini_patches": MUTATOR}),
         "module": _solved(source, {"exmini_patches": "from torch import nn\n"
                                                      "def patchify(image, patch_size):\n"
                                                      "    cutter = nn.Unfold(patch_size, stride=patch_size)\n"
