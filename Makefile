@@ -76,7 +76,7 @@ $(COURSE_ENV)/.ready: pyproject.toml instructor/pyproject.toml
 	    "$$(grep -o 'jupyterhub==[0-9.]*' instructor/pyproject.toml)"
 	touch $@
 
-$(COURSE_ENV)/.code: $(COURSE_ENV)/.ready $(shell find src/vitsteps instructor/vitcourse -name '*.py' 2>/dev/null)
+$(COURSE_ENV)/.code: $(COURSE_ENV)/.ready $(shell find src/vitsteps instructor/vitcourse -type f -not -path '*/__pycache__/*' 2>/dev/null)
 	$(COURSE_ENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	$(COURSE_ENV)/bin/python -m pip install --quiet --no-deps --upgrade --target $(COURSE_ENV)/instructor ./instructor
 	$(COURSE_ENV)/bin/python -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], \
@@ -97,7 +97,8 @@ lab: $(VENV)/.lab
 	PYTHONPATH=instructor $(PY) -m vitcourse.student workspace --into $(WORKSPACE) $(NB)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(WORKSPACE) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(VENV)/.hub
+# as root the hub test runs, on the course environment made from this checkout
+test: $(VENV)/.hub $(if $(IS_ROOT),$(COURSE_ENV)/.code)
 	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTEST) tests $(NB)
 
 test-unit: $(VENV)/.dev
