@@ -79,7 +79,7 @@ class Shard:
             raise ValueError(f"the number of shards must be from 1 to {MAX_SHARDS}, got {self.count}; "
                              f"N is how many jobs share the class (--shard I/N with N at least 1).")
         if not 0 <= self.index < self.count:
-            raise ValueError(f"shard index {self.index} is out of range for {self.count} shard(s): the index runs "
+            raise ValueError(f"shard index {self.index} is out of range for {self.count} shard(s); the index runs "
                              f"from 0 to {self.count - 1} (--shard I/N with 0 <= I < N; a Slurm array "
                              f"--array=0-{self.count - 1}).")
 
@@ -108,7 +108,7 @@ def parse_shard(text: str) -> Shard:
         raise TypeError(f"shard must be a string 'I/N', got {text!r}.")
     match = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", text)
     if not match:
-        raise ValueError(f"shard must be I/N (shard I of N, counting from 0: 0/4, 1/4, 2/4, 3/4), got {text!r}.")
+        raise ValueError(f"shard must be I/N, got {text!r}; write shard I of N counting from 0 (0/4, 1/4, 2/4, 3/4).")
     return Shard(int(match.group(1)), int(match.group(2)))
 
 
@@ -116,7 +116,8 @@ def _env_int(env: Mapping[str, str], name: str) -> int:
     try:
         return int(env[name])
     except ValueError:
-        raise ValueError(f"{name}={env[name]!r} is not a whole number.") from None
+        raise ValueError(f"{name}={env[name]!r} is not a whole number; run the task under sbatch --array or give "
+                         f"--shard I/N.") from None
 
 
 def resolve_shard(flag: str | None, count: int | None = None, env: Mapping[str, str] | None = None) -> Shard | None:
@@ -137,7 +138,7 @@ def resolve_shard(flag: str | None, count: int | None = None, env: Mapping[str, 
         raise TypeError(f"count must be an int or None, got {count!r}.")
     if "SLURM_ARRAY_TASK_ID" in env:
         if "SLURM_ARRAY_TASK_COUNT" not in env:
-            raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: give --shard I/N.")
+            raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; give --shard I/N.")
         step = _env_int(env, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
         first = _env_int(env, "SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
         return Shard((_env_int(env, "SLURM_ARRAY_TASK_ID") - first) // max(step, 1),
@@ -146,7 +147,7 @@ def resolve_shard(flag: str | None, count: int | None = None, env: Mapping[str, 
         if count is None:
             if "VITCOURSE_SHARDS" not in env:
                 raise ValueError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but not the number of "
-                                 "shards: give --shards N or VITCOURSE_SHARDS=N, N being the Job's completions.")
+                                 "shards; give --shards N or VITCOURSE_SHARDS=N, N being the Job's completions.")
             count = _env_int(env, "VITCOURSE_SHARDS")
         return Shard(_env_int(env, "JOB_COMPLETION_INDEX"), count)
     if count is not None:
@@ -375,7 +376,8 @@ def merge(course: Path, shards: int, results: Path | None = None, quiet: bool = 
     if isinstance(shards, bool) or not isinstance(shards, int):
         raise TypeError(f"shards must be an int, got {shards!r}.")
     if shards < 1:
-        raise ValueError(f"shards must be at least 1 (the N the class was graded in), got {shards}.")
+        raise ValueError(f"shards must be at least 1, got {shards}; give the N the class was graded in "
+                         f"(--shards N).")
     Shard(0, shards)  # the range check
     folder = results_folder(course, results)
     if not (course / "submitted").is_dir():
