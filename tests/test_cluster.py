@@ -298,3 +298,59 @@ def test_the_slurm_commands_are_an_array_and_a_merge_after_it(tmp_path):
 def test_bad_slurm_submissions_are_named(tmp_path, arguments, error, words):
     (tmp_path / "source").mkdir()
     assert_refused(lambda: slurm.sbatch_commands(tmp_path, **{"shards": 4, **arguments}), error, words)
+
+
+# ------------------------------------------------------------------------------------------ Kubernetes
+
+
+def test_the_kubernetes_jobs_run_each_shard_and_the_merge_through_the_command_line(monkeypatch):
+    yaml = pytest.importorskip("yaml")
+    from vitcourse.cluster import kubernetes
+
+    text = kubernetes.render("registry/grader:1", "course-data", 5, "/srv/course", cpus=3,
+                             autograde_args=["--exercises", "/srv/course/table.py"])
+    grade_job, merge_job = yaml.safe_load_all(text)
+    assert "${" not in text and grade_job["kind"] == merge_job["kind"] == "Job"
+    spec = grade_job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 5, 5)
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["VITCOURSE_SHARDS"] == str(spec["completions"])
+    assert container["resources"]["limits"] == {"cpu": "3", "memory": "8Gi", "ephemeral-storage": "4Gi"}
+    assert container["securityContext"]["seccompProfile"] == {"type": "Unconfined"}  # bubblewrap's namespaces
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "course-data"
+    assert container["volumeMounts"][0]["mountPath"] == "/srv/course"
+    assert container["command"][:3] == ["python", "-m", "vitcourse.grading"]
+    seen = []
+    monkeypatch.setattr(cluster, "grade_shard", lambda course, shard, limits, **kw: seen.append((course, shard, kw)))
+    for name in [n for n in os.environ if n.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+    for index in range(spec["completions"]):  # what Kubernetes sets in each pod, then the pod's own command
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", str(index))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert grading.main(container["command"][3:]) == 0
+    assert [shard for _, shard, _ in seen] == [cluster.Shard(index, 5) for index in range(5)]
+    assert {(str(course), kw["jobs"]) for course, _, kw in seen} == {("/srv/course", 3)}
+    assert {kw["settings"].exercises for _, _, kw in seen} == {"/srv/course/table.py"}
+    merged = []
+    monkeypatch.setattr(cluster, "merge", lambda course, shards, results: merged.append((str(course), shards)))
+    (merger,) = merge_job["spec"]["template"]["spec"]["containers"]
+    assert grading.main(merger["command"][3:]) == 0 and merged == [("/srv/course", spec["completions"])]
+    assert merge_job["spec"]["backoffLimit"] == 0
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    ({"shards": 0}, r"shards must be an int from 1 to .*got 0"),
+    ({"cpus": 0}, r"cpus must be an int from 1 to 64, got 0"),
+    ({"memory": "lots"}, r"memory must be a Kubernetes quantity, got 'lots'"),
+    ({"name": "Grade_Jobs"}, r"name must be a DNS label"),
+    ({"course": "srv/course"}, r"course must be an absolute path"),
+    ({"image": 'x" ; rm'}, r"image must be a non-empty string without quotes"),
+])
+def test_bad_kubernetes_settings_are_named(arguments, words):
+    from vitcourse.cluster import kubernetes
+
+    assert_refused(lambda: kubernetes.render(**{"image": "grader:1", "claim": "data", "shards": 2, **arguments}),
+                   ValueError, words)
