@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,3 +101,49 @@ def test_a_class_graded_as_a_slurm_array_gets_the_one_machine_grades(cluster, tm
     for row in (row for row in merged if row["notebook"]):  # every graded notebook's feedback page, whole
         page = course / "feedback" / row["student"] / "grading_mini" / "grading_mini.html"
         assert page.read_text(encoding="utf-8").rstrip().endswith("</html>"), page
+
+
+# ------------------------------------------------------------------------------------------ training runs
+
+TOOL = REPO / "tools" / "mnist_results.py"
+SHORT_RUNS = [  # 100 images, 2 epochs of 2 steps: seconds each
+    {"name": "vit_tiny_s0", "model": "vit", "seed": 0, "epochs": 2, "warmup_epochs": 1, "n_train": 100, "test": True},
+    {"name": "cnn_tiny_s1", "model": "cnn", "seed": 1, "epochs": 2, "warmup_epochs": 1, "n_train": 100},
+    {"name": "vit_patch7_tiny_s2", "model": "vit", "seed": 2, "epochs": 2, "warmup_epochs": 1, "n_train": 100,
+     "changes": [["patch_size", 7]]},
+]
+MEASURED = ("train_seconds", "eval_seconds", "seconds_per_epoch", "cpu_seconds", "load_before", "load_after")
+
+
+def _without_measurements(path: Path) -> dict:
+    collected = json.loads(path.read_text())
+    for result in collected["runs"].values():
+        for name in MEASURED:
+            assert name in result
+            del result[name]
+    return collected
+
+
+def test_training_runs_as_a_slurm_array_collect_into_the_file_local_workers_write(cluster, tmp_path):
+    spec = tmp_path / "runs.json"
+    spec.write_text(json.dumps(SHORT_RUNS))
+    env = {**cluster.env, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    local = subprocess.run([sys.executable, str(TOOL), "write", "--runs", str(spec), "--work", str(tmp_path / "local"),
+                            "--threads", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert local.returncode == 0, local.stderr
+    submitted = subprocess.run([sys.executable, str(TOOL), "slurm", "--runs", str(spec), "--work",
+                                str(tmp_path / "slurm"), "--threads", "1",
+                                "--sbatch", f"--mem=1G --output={tmp_path}/%x-%A_%a.out"],
+                               capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    jobs = submitted.stdout.strip().splitlines()[-1].removeprefix("jobs: ").split(",")
+    array, collector = jobs
+    cluster.wait(jobs, timeout=300)
+    outputs = "\n".join(path.read_text(errors="replace")[-1500:] for path in sorted(tmp_path.glob("*.out")))
+    assert cluster.states(array) == [("COMPLETED", "0:0")] * len(SHORT_RUNS), outputs
+    assert cluster.states(collector) == [("COMPLETED", "0:0")], outputs
+    slurm_runs = _without_measurements(tmp_path / "slurm" / "runs.json")
+    assert list(slurm_runs["runs"]) == [run["name"] for run in SHORT_RUNS]
+    assert slurm_runs == _without_measurements(tmp_path / "local" / "runs.json")
+    assert slurm_runs["runs"]["vit_tiny_s0"]["steps"] == 4 and "test" in slurm_runs["runs"]["vit_tiny_s0"]
+    assert not list((tmp_path / "slurm").glob(".*.tmp"))
