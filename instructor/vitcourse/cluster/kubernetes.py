@@ -3,7 +3,7 @@
     python -m vitcourse.cluster.kubernetes --image registry/course-grader:1 --claim course-data \\
         --course /srv/course --shards 8 > grade.yaml
 
-The template (`kubernetes/grade-jobs.yaml`, shipped beside this module) says what the sandbox needs from the nodes
+The template (`manifests/grade-jobs.yaml`, shipped beside this module) says what the sandbox needs from the nodes
 and the pods (unprivileged user namespaces, an Unconfined seccomp profile) and how the course folder is shared
 with a Zero to JupyterHub deployment. Nothing here talks to a cluster; `kubectl` applies the file.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .shards import MAX_SHARDS
 
-TEMPLATE = Path(__file__).with_name("kubernetes") / "grade-jobs.yaml"
+TEMPLATE = Path(__file__).with_name("manifests") / "grade-jobs.yaml"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 

@@ -2,7 +2,7 @@
 
     python -m vitcourse.cluster.slurm --course /shared/course --shards 4 [-- --partition=short --account=me]
 
-submits `slurm/grade.sbatch` (shipped beside this module) as `sbatch --array=0-3` and `slurm/merge.sbatch`
+submits `sbatch/grade.sbatch` (shipped beside this module) as `sbatch --array=0-3` and `sbatch/merge.sbatch`
 as a job that starts once every task has succeeded (and is cancelled if one fails: grade that shard again with
 `sbatch --array=I`, then submit the merge again). Slurm runs the jobs; this module only calls `sbatch`.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .shards import MAX_SHARDS
 
-SCRIPTS = Path(__file__).with_name("slurm")
+SCRIPTS = Path(__file__).with_name("sbatch")
 GRADE_SCRIPT = SCRIPTS / "grade.sbatch"
 MERGE_SCRIPT = SCRIPTS / "merge.sbatch"
 
