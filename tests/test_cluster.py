@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,6 +33,17 @@ from vitcourse.judge.grade import Settings  # noqa: E402
 QUICK = sandbox.Limits(cell_timeout=3, notebook_timeout=30, memory_mb=512)
 SETTINGS = Settings(exercises=classroom.TABLE)
 CLI = ["--no-sandbox", "--exercises", classroom.TABLE, "--cell-timeout", "3", "--notebook-timeout", "30"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_temporary_folder(tmp_path_factory):
+    """The graders here (and the processes they start) keep their temporary folders out of the machine's /tmp,
+    where the grading tests, running beside these, look for anything a grader left behind."""
+    folder = tmp_path_factory.mktemp("temporary")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(folder))
+        patch.setenv("TMPDIR", str(folder))
+        yield folder
 
 
 def _shard(course: Path, shard: cluster.Shard, settings: Settings = SETTINGS) -> Path:

@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def _sandbox_works() -> bool:
     except sandbox.SandboxUnavailable as error:
         print(f"note: grading without the sandbox in this test ({error})", file=sys.stderr)
         return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_temporary_folder(tmp_path_factory):
+    """The graders here keep their temporary folders out of the machine's /tmp, where the grading tests, running
+    beside these, look for anything a grader left behind."""
+    folder = tmp_path_factory.mktemp("temporary")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(folder))
+        patch.setenv("TMPDIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="module")
