@@ -28,7 +28,7 @@ CLASSROOM_ARGS ?=
 PYTEST      := $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
                --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: help lab test test-unit test-notebooks notebooks student autograde bench results lint clean \
+.PHONY: help lab test test-unit test-notebooks notebooks student autograde bench results results-slurm lint clean \
         classroom classroom-stop classroom-env
 
 help:
@@ -40,6 +40,7 @@ help:
 	@echo "make classroom  start the course hub (JupyterHub + nbgrader, STUDENTS=3, PORT=8000); make classroom-stop"
 	@echo "make bench      speed and accuracy benchmarks, printed as ratios, and the shipped results checked"
 	@echo "make results    retrain everything behind the shipped mnist results (1-2 hours) and write them"
+	@echo "make results-slurm  the same runs as a Slurm job array, then the same write as an afterok job"
 	@echo "make lint       ruff over src, instructor, tools and tests"
 	@echo "make clean      remove $(VENV), $(COURSE) and caches (never $(WORKSPACE)/: it holds your work)"
 
@@ -126,6 +127,12 @@ results: $(VENV)/.dev
 	$(PY) tools/mnist_results.py write --threads 2 --only --no-ship
 	$(PY) tools/mnist_results.py write --threads 1 --no-ship & $(PY) tools/mnist_results.py write --threads 1 --no-ship; wait
 	$(PY) tools/mnist_results.py write --only
+
+# the runs as one Slurm array (a task a run, 2 threads each; the work folder must be on storage every node sees),
+# then `write` as a job that waits for them: it collects and ships exactly as above. SBATCH: more sbatch options
+SBATCH      ?=
+results-slurm: $(VENV)/.dev
+	$(PY) tools/mnist_results.py slurm --threads 2 $(if $(SBATCH),--sbatch "$(SBATCH)")
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check src instructor tools tests

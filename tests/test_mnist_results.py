@@ -3,6 +3,7 @@ workers share them, and the Fig. 7 numbers it records (the training itself is `v
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import statistics
@@ -135,3 +136,32 @@ def test_the_readme_states_the_shipped_figures():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     missing = [phrase for phrase in readme_figures(load_results("mnist")) if phrase not in readme]
     assert not missing, f"README.md does not say (rewrite its mnist paragraph from the shipped results): {missing}"
+
+
+def test_a_run_list_of_ones_own_is_read_and_bad_ones_are_named(tmp_path):
+    path = tmp_path / "runs.json"
+    path.write_text('[{"name": "a", "model": "vit", "seed": 0, "epochs": 2, "warmup_epochs": 1, "n_train": 100,'
+                    ' "changes": [["patch_size", 7]]}]')
+    (run,) = results.read_runs(path)
+    assert run == results.Run("a", "vit", 0, 2, 1, n_train=100, changes=(("patch_size", 7),))
+    assert results.build(run).config.patch_size == 7
+    for text, words in (('[{"name": "a", "model": "vit", "seed": 0, "epochs": 2, "warmup_epochs": 1, "lr": 1}]',
+                         "a run has no field 'lr'"),
+                        ('[{"name": "a", "model": "mlp", "seed": 0, "epochs": 2, "warmup_epochs": 1}]',
+                         "model must be 'vit' or 'cnn'"),
+                        ('[{"name": "a", "model": "vit"}]', "every run needs name, model, seed"),
+                        ("[]", "non-empty JSON list"), ("{", "give a JSON list of runs")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=words):
+            results.read_runs(path)
+
+
+def test_collect_gathers_the_runs_in_order_and_names_those_not_done(tmp_path):
+    runs = [results.Run(name, "cnn", 0, 1, 0) for name in ("b", "a")]
+    (tmp_path / "b.json").write_text('{"name": "b", "val": 0.5}')
+    with pytest.raises(FileNotFoundError, match=r"1 run\(s\) not done .*: a; train them first"):
+        results.collect(tmp_path, runs)
+    (tmp_path / "a.json").write_text('{"name": "a", "val": 0.25}')
+    collected = json.loads(results.collect(tmp_path, runs).read_text())
+    assert list(collected["runs"]) == ["b", "a"] and collected["runs"]["a"]["val"] == 0.25
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -2,6 +2,7 @@
 
     python tools/mnist_results.py write      # `make results`: every run, then the shipped files (1-2 hours on 2 cores)
     python tools/mnist_results.py compare    # `make bench`: the shipped numbers checked, the shipped run retrained
+    python tools/mnist_results.py slurm      # the same runs as a Slurm job array, then `write` as an afterok job
 
 `write` trains one run at a time on `--threads` threads (default 2), on the fixed split of
 `vitsteps.data.load_mnist_split`; more workers may share one `--work` folder (each takes the next run not yet taken;
@@ -22,6 +23,13 @@ Each run is kept in `--work` (default `build/mnist_runs/`) as soon as it ends, s
 where it stopped (`--fresh` starts over). Then it writes into `src/vitsteps/checkpoints/`: `mnist.pt/.json` (seed 0)
 and `mnist_seed1`, `mnist_seed2` (float16 weights), `mnist_position_tables.pt` and `mnist_results.json` (every
 number above, the Fig. 7 numbers of the trained and fresh models, the seconds and the machine's load).
+
+`slurm` submits every run not yet in `--work` (a folder every node sees) as one task of `sbatch --array` (each task
+is `task --index I`: run I of the list, trained on `--threads` threads, its result written whole or not at all),
+and `write` with the same options as a job that starts when every task has succeeded (`--dependency=afterok`): it
+finds every run done and collects and ships them with the very code a local `write` uses. `--runs FILE` replaces
+the schedule with the runs a JSON file lists (`Run`'s fields; for a test or a sweep of one's own): then `write`
+collects them into `--work/runs.json` and ships nothing.
 
 `compare` fits the SVC with the shipped C and gamma, evaluates the shipped checkpoints and recomputes their position
 tables' rank correlation, then retrains the shipped model's run (seed 0, 80 epochs: about 7 minutes on 2 threads); it
@@ -146,6 +154,64 @@ def schedule() -> list[Run]:
             + [full[f"cnn_s{seed}"] for seed in SEEDS[1:]])
 
 
+MEASURED = ("train_seconds", "eval_seconds", "seconds_per_epoch", "cpu_seconds", "load_before", "load_after")
+# what a run's result measures of the machine it ran on (every other field is fixed by the run and its seed)
+
+
+def read_runs(path: Path) -> list[Run]:
+    """The runs a `--runs` file lists: a JSON list of `Run` fields (`changes` as [name, value] pairs)."""
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--runs {path}: {error}; give a JSON list of runs, e.g. "
+                         f'[{{"name": "vit_tiny", "model": "vit", "seed": 0, "epochs": 2, "warmup_epochs": 1}}].') \
+            from None
+    known = {field.name for field in dataclasses.fields(Run)}
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"--runs {path} must hold a non-empty JSON list of objects; one object per run.")
+    runs = []
+    for item in items:
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise ValueError(f"--runs {path}: a run has no field {unknown[0]!r}; the fields are {sorted(known)}.")
+        try:
+            run = Run(**{**item, "changes": tuple(tuple(pair) for pair in item.get("changes", ()))})
+        except TypeError as error:
+            raise ValueError(f"--runs {path}: {error}; every run needs name, model, seed, epochs, "
+                             f"warmup_epochs.") from None
+        if run.model not in ("vit", "cnn"):
+            raise ValueError(f"--runs {path}: model must be 'vit' or 'cnn', got {run.model!r}; see Run.")
+        runs.append(run)
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--runs {path}: run names repeat ({sorted(n for n in set(names) if names.count(n) > 1)});"
+                         f" give every run its own name.")
+    return runs
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """`path` whole or not at all: a temporary file beside it, renamed over it (a killed run leaves no half file)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def collect(work: Path, runs: list[Run]) -> Path:
+    """Every run's result into `work/runs.json` (by name, in the runs' order), whoever trained them."""
+    missing = [run.name for run in runs if not (work / f"{run.name}.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} run(s) not done in {work}: {', '.join(missing[:5])}"
+                                f"{', ...' if len(missing) > 5 else ''}; train them first (write, or slurm).")
+    results = {run.name: json.loads((work / f"{run.name}.json").read_text(encoding="utf-8")) for run in runs}
+    path = work / "runs.json"
+    _write_atomically(path, (json.dumps({"made_by": "tools/mnist_results.py", "runs": results}, indent=1)
+                             + "\n").encode("utf-8"))
+    return path
+
+
 def _claim(work: Path, name: str) -> bool:
     """Take run `name` for this process: workers sharing `work` never train the same run twice. A claim holds its
     worker's process id; the claim of a worker that has ended (stopped before finishing the run) is taken over."""
@@ -231,9 +297,11 @@ def train_run(run: Run, split: MnistSplit, work: Path) -> dict:
     if run.test:
         result["test"] = round(evaluate(model, split.test_images, split.test_labels).accuracy, 4)
     if run.keep:
+        temporary = work / f".{run.name}.pt.{os.getpid()}.tmp"
         torch.save({"state": model.state_dict(), "tables": torch.stack([tables[e] for e in sorted(tables)]),
-                    "table_epochs": sorted(tables)}, work / f"{run.name}.pt")
-    (work / f"{run.name}.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
+                    "table_epochs": sorted(tables)}, temporary)
+        os.replace(temporary, work / f"{run.name}.pt")
+    _write_atomically(work / f"{run.name}.json", (json.dumps(result) + "\n").encode("utf-8"))  # last: "done"
     return result
 
 
@@ -420,6 +488,15 @@ def write(args: argparse.Namespace) -> int:
         load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
         print(f"[{time.perf_counter() - started:7.0f} s, load {load}] {text}", flush=True)
 
+    if args.runs:  # a run list of one's own: train what is not done, collect, ship nothing
+        runs = read_runs(args.runs)
+        for index, run in enumerate(runs, start=1):
+            if (work / f"{run.name}.json").exists() or not _claim(work, run.name):
+                continue
+            log(f"run {index}/{len(runs)}: {run.name} ({run.epochs} epochs, {run.n_train} images)")
+            train_run(run, split, work)
+        log(f"collected {len(runs)} run(s) into {collect(work, runs)}")
+        return 0
     if (work / "svc.json").exists():
         svc = json.loads((work / "svc.json").read_text(encoding="utf-8"))
     else:
@@ -435,11 +512,7 @@ def write(args: argparse.Namespace) -> int:
         timing = epoch_timing(split, repeats=1 if args.smoke else 3)
         (work / "timing.json").write_text(json.dumps(timing) + "\n", encoding="utf-8")
     log(f"epoch time {timing['median_seconds']} s, ratio to the ViT {timing['ratio_to_vit']}")
-    runs = schedule()
-    if args.smoke:  # the whole pipeline in minutes: 2 epochs a run
-        runs = [dataclasses.replace(run, epochs=2, warmup_epochs=1) for run in runs]
-    if args.only is not None:
-        runs = [run for run in runs if any(run.name.startswith(prefix) for prefix in args.only)]
+    runs = planned(args)  # with --smoke the whole pipeline in minutes: 2 epochs a run
     for index, run in enumerate(runs, start=1):
         if (work / f"{run.name}.json").exists() or not _claim(work, run.name):
             continue  # done, or taken by another worker sharing `work`
@@ -504,9 +577,86 @@ def compare(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def planned(args: argparse.Namespace) -> list[Run]:
+    """The runs `write` would train with these options, in its order."""
+    if args.runs:
+        return read_runs(args.runs)
+    runs = schedule()
+    if args.smoke:
+        runs = [dataclasses.replace(run, epochs=2, warmup_epochs=1) for run in runs]
+    if args.only is not None:
+        runs = [run for run in runs if any(run.name.startswith(prefix) for prefix in args.only)]
+    return runs
+
+
+def task(args: argparse.Namespace) -> int:
+    """One Slurm array task: run `--index` (default: SLURM_ARRAY_TASK_ID) of the planned runs."""
+    runs = planned(args)
+    index = args.index if args.index is not None else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
+    if not 0 <= index < len(runs):
+        print(f"task: index {index} is out of range for {len(runs)} runs; give --index 0 to {len(runs) - 1} "
+              f"(or run under sbatch --array=0-{len(runs) - 1}).", file=sys.stderr)
+        return 2
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    run = runs[index]
+    if not (work / f"{run.name}.json").exists():
+        result = train_run(run, load_mnist_split(), work)
+        print(f"{run.name}: val {result['val']:.4f}, {result['train_seconds']:.0f} s", flush=True)
+    return 0
+
+
+def _common(args: argparse.Namespace) -> list[str]:
+    """The options that decide the runs and where they go, to hand to the jobs."""
+    options = ["--work", str(Path(args.work).resolve()), "--threads", str(args.threads)]
+    options += ["--runs", str(Path(args.runs).resolve())] if args.runs else []
+    options += ["--smoke"] if args.smoke else []
+    options += ["--only", *args.only] if args.only is not None else []
+    return options
+
+
+def slurm(args: argparse.Namespace) -> int:
+    """Submit the runs not yet done as `sbatch --array`, and `write` as a job after them (afterok)."""
+    import shlex
+    import shutil
+    import subprocess
+
+    runs = planned(args)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    pending = [index for index, run in enumerate(runs) if not (work / f"{run.name}.json").exists()]
+    tool = [sys.executable, str(Path(__file__).resolve())]
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        print("slurm: sbatch is not on PATH; run this on a Slurm login node.", file=sys.stderr)
+        return 1
+    extra = shlex.split(args.sbatch)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    def submit(command: list[str]) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        if done.returncode != 0:
+            raise SystemExit(f"slurm: {shlex.join(command)} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout.strip().split(";")[0]
+
+    dependency = []
+    if pending:
+        limit = f"%{args.parallel}" if args.parallel else ""
+        array = submit([sbatch, "--parsable", "--job-name=mnist-run", f"--array={','.join(map(str, pending))}{limit}",
+                        f"--cpus-per-task={args.threads}", *extra,
+                        "--wrap", shlex.join([*tool, "task", *_common(args)])])
+        dependency = [f"--dependency=afterok:{array}", "--kill-on-invalid-dep=yes"]
+        print(f"submitted {len(pending)} of {len(runs)} run(s) as array job {array}", flush=True)
+    collector = submit([sbatch, "--parsable", "--job-name=mnist-write", *dependency, f"--cpus-per-task={args.threads}",
+                        *extra, "--wrap", shlex.join([*tool, "write", *_common(args)])])
+    print(f"submitted the collection (write) as job {collector}" + (f", after {array}" if pending else ""))
+    print(f"jobs: {array + ',' if pending else ''}{collector}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("write", "compare"))
+    parser.add_argument("mode", choices=("write", "compare", "slurm", "task"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2)")
     parser.add_argument("--work", default=str(REPO / "build" / "mnist_runs"), help="where runs are kept")
     parser.add_argument("--fresh", action="store_true", help="write: discard kept runs and start over")
@@ -514,13 +664,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", default=str(SHIPPED), help="write: the folder for the shipped files")
     parser.add_argument("--smoke", action="store_true", help="write: 2 epochs a run, to try the pipeline")
     parser.add_argument("--no-ship", action="store_true", help="write: train only (a second worker sharing --work)")
+    parser.add_argument("--runs", default=None, help="write, slurm, task: the runs a JSON file lists, not the schedule")
+    parser.add_argument("--index", type=int, default=None, help="task: which run (default SLURM_ARRAY_TASK_ID)")
+    parser.add_argument("--parallel", type=int, default=None, help="slurm: array tasks at once (default: all)")
+    parser.add_argument("--sbatch", default="", help="slurm: more sbatch options, one string ('--partition=x')")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        if args.mode == "task":
+            return task(args)
+        if args.mode == "slurm":
+            return slurm(args)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
     if args.mode == "compare":
         args.work = str(Path(args.work) / "compare")
         Path(args.work).mkdir(parents=True, exist_ok=True)
         return compare(args)
-    return write(args)
+    try:
+        return write(args)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

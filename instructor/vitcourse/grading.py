@@ -2,6 +2,8 @@
 
     python -m vitcourse.grading student --course course notebooks/01_patches_unfold.ipynb ...
     python -m vitcourse.grading autograde --course course [--jobs 2] [--exercises MODULE_OR_FILE] [--no-sandbox]
+    python -m vitcourse.grading autograde --course course --shard I/N    # one of N batch jobs (vitcourse.cluster)
+    python -m vitcourse.grading merge --course course --shards N         # the N shards into one gradebook
 
 The course folder follows nbgrader's layout, one assignment per notebook (assignment = notebook stem):
 
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import nbformat
 
+from .cluster import shards as cluster
 from .confine import sandbox
 from .course import gradebook
 from .course.release import release
@@ -139,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="memory per submission, all its processes together, MiB")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run student code without bubblewrap (per-process limits only): trusted code only")
+    _add_cluster_options(grade, commands)
     args = parser.parse_args(argv)
     _require_nbgrader()
+    if args.command == "merge":
+        return _merge(args)
     if args.command == "student":
         try:
             release(args.course, args.notebooks, args.exercises)
@@ -159,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --no-sandbox: student code runs with per-process limits only, with your permissions.",
               file=sys.stderr)
     try:
+        shard = cluster.resolve_shard(args.shard, args.shards)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    if shard is not None:
+        return _grade_shard(args, shard, limits, settings)
+    try:
         autograde(args.course, limits, use_sandbox=not args.no_sandbox, jobs=args.jobs, settings=settings)
     except sandbox.SandboxUnavailable as error:
         print(f"autograde refused: {error}", file=sys.stderr)
@@ -166,6 +178,50 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, judge.TableUnavailable) as error:
         print(f"autograde: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ cluster (shards, merge)
+
+
+def _add_cluster_options(grade: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
+    grade.add_argument("--shard", default=None, metavar="I/N",
+                       help="grade only shard I of N (0 <= I < N) and write its results file; default: the Slurm "
+                            "array task (SLURM_ARRAY_TASK_ID/COUNT) or the Kubernetes index (JOB_COMPLETION_INDEX)")
+    grade.add_argument("--shards", type=int, default=None, metavar="N",
+                       help="with JOB_COMPLETION_INDEX: the number of shards, the Job's completions (else "
+                            "VITCOURSE_SHARDS)")
+    grade.add_argument("--results", type=Path, default=None,
+                       help=f"the shards' results folder (default COURSE/{cluster.RESULTS})")
+    merge = commands.add_parser("merge", help="merge the N shards' results into grades.csv and the gradebook")
+    merge.add_argument("--course", type=Path, required=True)
+    merge.add_argument("--shards", type=int, required=True, metavar="N", help="how many shards graded the class")
+    merge.add_argument("--results", type=Path, default=None,
+                       help=f"the shards' results folder (default COURSE/{cluster.RESULTS})")
+
+
+def _grade_shard(args: argparse.Namespace, shard: cluster.Shard, limits: sandbox.Limits, settings: Settings) -> int:
+    try:
+        cluster.grade_shard(args.course, shard, limits, use_sandbox=not args.no_sandbox, jobs=args.jobs,
+                            settings=settings, results=args.results)
+    except sandbox.SandboxUnavailable as error:
+        print(f"autograde --shard {shard} refused: {error}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, judge.TableUnavailable) as error:
+        print(f"autograde --shard {shard}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        cluster.merge(args.course, args.shards, args.results)
+    except cluster.IncompleteClass as error:
+        print(f"merge refused: {error}", file=sys.stderr)
+        return 3
+    except (FileNotFoundError, TypeError, ValueError) as error:  # ShardMismatch is a ValueError
+        print(f"merge: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -142,16 +142,38 @@ def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     feedback = course / "feedback" / submission.student / submission.assignment
     autograded.mkdir(parents=True, exist_ok=True)
     feedback.mkdir(parents=True, exist_ok=True)
-    nbformat.write(graded, autograded / submission.notebook)
-    page = feedback / (Path(submission.notebook).stem + ".html")
-    page.write_text(feedback_html(graded, grade), encoding="utf-8")
-    os.chmod(page, 0o644)  # `nbgrader release_feedback` copies it into the exchange as it is; its student reads it
+    text = nbformat.writes(graded)
+    write_atomically(autograded / submission.notebook, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+    # `nbgrader release_feedback` copies the page into the exchange as it is: its student must be able to read it
+    write_atomically(feedback / (Path(submission.notebook).stem + ".html"),
+                     feedback_html(graded, grade).encode("utf-8"), mode=0o644)
     for name in ("timestamp.txt", "submission_secret.txt"):  # what nbgrader's feedback release reads
         data = gradebook.read_small(submission.path.parent / name)
         if data is not None:
             for folder in (autograded, feedback):
-                (folder / name).write_bytes(data)
+                write_atomically(folder / name, data)
     return grade
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> Path:
+    """Write `path` whole or not at all: a temporary file beside it, flushed to disk, then renamed over it.
+
+    A grader killed midway (a batch job past its time, a node lost) leaves the old file or the new one, never part
+    of one; the temporary file's name starts with a dot and holds the writer's process id.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def write_grades(course: Path, grades: list[Grade]) -> Path:
