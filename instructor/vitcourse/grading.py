@@ -33,6 +33,7 @@ import dataclasses
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -41,10 +42,10 @@ from .confine import sandbox
 from .course import gradebook
 from .course.release import release
 from .course.settings import _require_nbgrader, course_settings
-from .course.submissions import find_submissions, grade_submission, write_grades
+from .course.submissions import course_notebooks, find_submissions, grade_submission, read_submitted, write_grades
 from .judge import verdict as judge
-from .judge.cells import is_solution, shown_number
-from .judge.grade import Grade, Job, Settings
+from .judge.cells import is_solution, is_test, shown_number
+from .judge.grade import Grade, Job, Settings, grade_notebook
 
 
 def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: bool = True, jobs: int | None = None,
@@ -89,6 +90,15 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
     job = Job(warm, table, settings, secrets.token_bytes(32))
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            notebooks = sorted({(s.assignment, s.notebook) for s in submissions if s.path is not None})
+            for (assignment, notebook), seconds in zip(notebooks, pool.map(
+                    lambda key: calibrate(course, key[0], key[1], job), notebooks), strict=True):
+                if seconds is not None:
+                    job.budgets[f"{assignment}/{notebook}"] = limits.with_budget(
+                        seconds, settings.budget_factor, settings.budget_floor_s)
+                    if not quiet:
+                        print(f"calibrated {assignment}/{notebook}: the solution took {seconds:.2f} s; budget "
+                              f"{job.budgets[f'{assignment}/{notebook}'].notebook_timeout:.3g} s", flush=True)
             futures = [pool.submit(grade_submission, course, submission, job) for submission in submissions]
             for future in concurrent.futures.as_completed(futures):
                 grade = future.result()
@@ -106,6 +116,35 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
         print(f"wrote {path} ({rows}), {recorded} notebook(s) into nbgrader's gradebook, and feedback in "
               f"{course / 'feedback'} ({warm.guarantees})")
     return grades
+
+
+class CalibrationFailed(RuntimeError):
+    """The assignment's own solution does not score full marks: the exercise table or the environment is broken."""
+
+
+def calibrate(course: Path, assignment: str, notebook: str, job: Job) -> float | None:
+    """Grade the assignment's source notebook (its solution) through the path a submission takes, and return the
+    seconds it took; None when the assignment has no graded exercise.
+
+    Raises:
+        CalibrationFailed: the solution does not score full marks.
+    """
+    source, released = course_notebooks(course, assignment, notebook)
+    if not any(is_test(cell) for cell in source.cells):
+        return None
+    grade = Grade("(calibration)", assignment, notebook)
+    started = time.perf_counter()
+    submitted = read_submitted(course / "source" / assignment / notebook, job.settings)
+    grade_notebook(source, released, submitted, grade, job)
+    seconds = time.perf_counter() - started
+    if grade.max_points <= 0 or grade.points < grade.max_points:
+        wrong = [f"{grade_id}: {grade.verdicts.get(grade_id, '')}" for grade_id, (got, out_of)
+                 in grade.exercises.items() if got < out_of]
+        raise CalibrationFailed(
+            f"the solution of {assignment}/{notebook} (course/source) scored {shown_number(grade.points)}/"
+            f"{shown_number(grade.max_points)} when graded, so no submission was graded: the exercise table "
+            f"({job.table.source!r}) or the environment is broken. " + "; ".join(wrong[:3] + grade.reasons[:3]))
+    return seconds
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -157,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except sandbox.SandboxUnavailable as error:
         print(f"autograde refused: {error}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, judge.TableUnavailable) as error:
+    except (FileNotFoundError, judge.TableUnavailable, CalibrationFailed) as error:
         print(f"autograde: {error}", file=sys.stderr)
         return 1
     return 0
