@@ -8,6 +8,7 @@ grader's own process, outside any sandbox, and the student code is ours (the san
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -214,6 +215,9 @@ def test_load_notebook_keeps_only_what_grading_uses_and_names_each_limit():
     assert all(not cell.get("outputs") for cell in loaded.cells if cell.cell_type == "code")
     assert "vitsteps_added_by_student" not in loaded.cells[1].metadata
     assemble(source, student_version(source), loaded)  # what the grader does with it
+    old = files.load_notebook(nbformat.writes(nbformat.convert(copy.deepcopy(source), 3)).encode())  # in the process
+    assert [cell.metadata.get("nbgrader") for cell in old.cells] == \
+        [cell.metadata.get("nbgrader") for cell in source.cells]
     small = files.NotebookLimits(cells=3, notebook_mb=0.001)
     with pytest.raises(files.UnsafeFile, match="the notebook has 4 cells; the limit is 3"):
         files.load_notebook(_notebook_bytes([_code("1")] * 4), files.NotebookLimits(cells=3))

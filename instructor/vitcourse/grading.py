@@ -24,6 +24,12 @@ process. Calls to the package's reference or to a forbidden function during the 
 reference's code, and code the static scan flags (`vitcourse.judge.scan`) earn `flagged_credit` of the points (0 by
 default) and are named in the row's reason. Outputs produced after the first graded test are kept out of the
 graded notebook and the feedback: from then on the student's process has held the grader's inputs.
+
+Before any submission, each assignment's own source notebook is graded through the same path (`calibrate`):
+it must score full marks, and its time sets each notebook's wall-clock budget (`budget_factor` times it, at
+least `budget_floor_s`, at most the notebook limit); a submission past it is ended and its remaining exercises
+score 0 with the reason. Submission files are read without following links and parsed in a bounded process
+(`vitcourse.confine.files`).
 """
 from __future__ import annotations
 
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="fraction of the points a flagged exercise keeps (default: the course's setting, else 0)")
     grade.add_argument("--cell-timeout", type=float, default=sandbox.Limits.cell_timeout, help="seconds per cell")
     grade.add_argument("--notebook-timeout", type=float, default=sandbox.Limits.notebook_timeout,
-                       help="seconds per notebook, wall clock")
+                       help="seconds per notebook, wall clock: the most a notebook's budget (budget_factor x "
+                            "the solution's time) may be")
     grade.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb,
                        help="memory per submission, all its processes together, MiB")
     grade.add_argument("--no-sandbox", action="store_true",

@@ -205,7 +205,10 @@ def _extract(data: bytes, limits: dict[str, Any]) -> dict[str, Any]:
             return {"unreadable": "not a notebook (no nbformat version 1 to 4)"}
         if not isinstance(notebook.get("worksheets"), list) and major < 4:
             return {"unreadable": "not a notebook (an old version without worksheets)"}
-        import nbformat  # only old notebooks need nbformat's conversion, here in the bounded process
+        import site  # the process starts without site-packages (faster); only old notebooks need nbformat
+
+        site.main()
+        import nbformat
 
         try:
             notebook = json.loads(nbformat.writes(nbformat.convert(nbformat.from_dict(notebook), 4)))
@@ -280,7 +283,7 @@ def load_notebook(data: bytes, limits: NotebookLimits | None = None) -> Any:
     memory, seconds = int(limits.parse_memory_mb * MIB), max(1, int(limits.parse_seconds + 0.999))
     request = json.dumps(_limits_for_child(limits)).encode() + b"\n" + bytes(data)
     try:
-        done = subprocess.run([sys.executable, "-E", "-s", "-c", _CHILD, package, str(memory), str(seconds)],
+        done = subprocess.run([sys.executable, "-E", "-s", "-S", "-c", _CHILD, package, str(memory), str(seconds)],
                               input=request, capture_output=True, timeout=limits.parse_seconds,
                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}, cwd="/")
     except subprocess.TimeoutExpired:

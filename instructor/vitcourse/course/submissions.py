@@ -136,13 +136,17 @@ def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     except files.UnsafeFile as error:
         grade.reasons.append(f"refused: {error}")
         return grade
+    except ValueError as error:  # the parser's own words: why the bytes are not a notebook
+        grade.reasons.append(f"unreadable notebook: {str(error)[:300]}")
+        return grade
     except Exception as error:  # noqa: BLE001 - any unreadable file is the submission's problem
-        grade.reasons.append(f"unreadable notebook: {student_text(str(error) or type(error).__name__)}")
+        grade.reasons.append(f"unreadable notebook: {type(error).__name__}")
         return grade
     try:
         graded = grade_notebook(source, released, submitted, grade, job)
     except Exception as error:  # noqa: BLE001 - a grader bug must not stop the other submissions
         _zero(grade)
+        # the message of a grader's error may quote what the submission held: labelled, on one line, cut
         grade.reasons.append(f"grading failed: {type(error).__name__}: {student_text(str(error))}")
         return grade
     autograded = course / "autograded" / submission.student / submission.assignment
