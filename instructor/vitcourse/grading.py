@@ -26,28 +26,28 @@ process. Calls to the package's reference or to a forbidden function during the 
 reference's code, and code the static scan flags (`vitcourse.judge.scan`) earn `flagged_credit` of the points (0 by
 default) and are named in the row's reason. Outputs produced after the first graded test are kept out of the
 graded notebook and the feedback: from then on the student's process has held the grader's inputs.
+
+Before any submission, each assignment's own source notebook is graded through the same path (`calibrate`):
+it must score full marks, and its time sets each notebook's wall-clock budget (`budget_factor` times it, at
+least `budget_floor_s`, at most the notebook limit); a submission past it is ended and its remaining exercises
+score 0 with the reason. Submission files are read without following links and parsed in a bounded process
+(`vitcourse.confine.files`).
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
-import os
-import secrets
 import sys
 from pathlib import Path
 
-import nbformat
-
 from .cluster import shards as cluster
 from .confine import sandbox
-from .course import gradebook
+from .course import batch, gradebook
 from .course.release import release
 from .course.settings import _require_nbgrader, course_settings
-from .course.submissions import find_submissions, grade_submission, write_grades
+from .course.submissions import find_submissions, write_grades
 from .judge import verdict as judge
-from .judge.cells import is_solution, shown_number
-from .judge.grade import Grade, Job, Settings
+from .judge.grade import Grade, Settings
 
 
 def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: bool = True, jobs: int | None = None,
@@ -77,36 +77,15 @@ def autograde(course: Path, limits: sandbox.Limits | None = None, use_sandbox: b
         raise FileNotFoundError(f"{course / 'submitted'} does not exist: put submissions in "
                                 f"{course / 'submitted'}/<student>/<assignment>/<notebook>.ipynb.")
     settings = settings or course_settings(course)
-    table = judge.load_table(settings.exercises)
     submissions, grades = find_submissions(course)
-    preload: set[str] = set()
-    for path in {course / "source" / s.assignment / s.notebook for s in submissions if s.path is not None}:
-        cells = nbformat.read(path, as_version=4).cells
-        preload |= sandbox.imports_of(cell.source for cell in cells if cell.cell_type == "code"
-                                      and not is_solution(cell))
-    jobs = max(1, jobs or min(len(os.sched_getaffinity(0)), 8))
-    warm = sandbox.Sandbox(limits, sandboxed=use_sandbox, preload=preload, use_cgroups=use_cgroups)
-    if any(s.path is not None for s in submissions):
-        warm.start()
-    job = Job(warm, table, settings, secrets.token_bytes(32))
-    try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(grade_submission, course, submission, job) for submission in submissions]
-            for future in concurrent.futures.as_completed(futures):
-                grade = future.result()
-                grades.append(grade)
-                if not quiet:
-                    reason = f"  ({'; '.join(grade.reasons)})" if grade.reasons else ""
-                    print(f"graded {grade.student}/{grade.assignment}/{grade.notebook}: "
-                          f"{shown_number(grade.points)}/{shown_number(grade.max_points)}{reason}", flush=True)
-    finally:
-        warm.close()
+    graded, guarantees = batch.grade_all(course, submissions, limits, settings, use_sandbox, jobs, quiet, use_cgroups)
+    grades += graded
     path = write_grades(course, grades)
     recorded = gradebook.record(course, grades)
     if not quiet:
         rows = f"{len(grades)} row{'s' if len(grades) != 1 else ''}"
         print(f"wrote {path} ({rows}), {recorded} notebook(s) into nbgrader's gradebook, and feedback in "
-              f"{course / 'feedback'} ({warm.guarantees})")
+              f"{course / 'feedback'} ({guarantees})")
     return grades
 
 
@@ -137,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="fraction of the points a flagged exercise keeps (default: the course's setting, else 0)")
     grade.add_argument("--cell-timeout", type=float, default=sandbox.Limits.cell_timeout, help="seconds per cell")
     grade.add_argument("--notebook-timeout", type=float, default=sandbox.Limits.notebook_timeout,
-                       help="seconds per notebook, wall clock")
+                       help="seconds per notebook, wall clock: the most a notebook's budget (budget_factor x "
+                            "the solution's time) may be")
     grade.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb,
                        help="memory per submission, all its processes together, MiB")
     grade.add_argument("--no-sandbox", action="store_true",
@@ -176,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autograde refused: {error}", file=sys.stderr)
         print(GRADE_ELSEWHERE, file=sys.stderr)
         return 2
-    except (FileNotFoundError, judge.TableUnavailable) as error:
+    except (FileNotFoundError, judge.TableUnavailable, batch.CalibrationFailed) as error:
         print(f"autograde: {error}", file=sys.stderr)
         return 1
     return 0

@@ -17,7 +17,6 @@ gradebook exactly as a one-machine `autograde` does, from the same rows; merging
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -25,21 +24,16 @@ import importlib.metadata
 import json
 import os
 import re
-import secrets
 import socket
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-import nbformat
-
 from ..confine import sandbox
-from ..course import gradebook
+from ..course import batch, gradebook
 from ..course.settings import _nbgrader_config, course_settings
-from ..course.submissions import Submission, find_submissions, grade_submission, write_atomically, write_grades
-from ..judge import verdict as judge
-from ..judge.cells import is_solution, shown_number
-from ..judge.grade import Grade, Job, Settings
+from ..course.submissions import Submission, find_submissions, write_atomically, write_grades
+from ..judge.grade import Grade, Settings
 
 FORMAT = 1                  # the shard file's layout; a merge reads only its own
 RESULTS = "shards"          # the results folder inside the course folder, unless told otherwise
@@ -227,38 +221,6 @@ def share(course: Path, shard: Shard) -> tuple[list[Submission], list[Grade]]:
             [g for g in decided if shard.owns(g.student, g.assignment)])
 
 
-def grade_submissions(course: Path, submissions: list[Submission], limits: sandbox.Limits, settings: Settings,
-                      use_sandbox: bool = True, jobs: int | None = None, quiet: bool = False,
-                      use_cgroups: bool | None = None) -> tuple[list[Grade], str]:
-    """Grade `submissions` with one warm sandbox, `jobs` at once (as `autograde` does); (grades, guarantees)."""
-    table = judge.load_table(settings.exercises)
-    preload: set[str] = set()
-    for path in {course / "source" / s.assignment / s.notebook for s in submissions if s.path is not None}:
-        cells = nbformat.read(path, as_version=4).cells
-        preload |= sandbox.imports_of(cell.source for cell in cells if cell.cell_type == "code"
-                                      and not is_solution(cell))
-    jobs = max(1, jobs or min(len(os.sched_getaffinity(0)), 8))
-    warm = sandbox.Sandbox(limits, sandboxed=use_sandbox, preload=preload, watch=table.watched(),
-                           use_cgroups=use_cgroups)
-    if any(s.path is not None for s in submissions):
-        warm.start()
-    job = Job(warm, table, settings, secrets.token_bytes(32))
-    grades: list[Grade] = []
-    try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(grade_submission, course, submission, job) for submission in submissions]
-            for future in concurrent.futures.as_completed(futures):
-                grade = future.result()
-                grades.append(grade)
-                if not quiet:
-                    reason = f"  ({'; '.join(grade.reasons)})" if grade.reasons else ""
-                    print(f"graded {grade.student}/{grade.assignment}/{grade.notebook}: "
-                          f"{shown_number(grade.points)}/{shown_number(grade.max_points)}{reason}", flush=True)
-    finally:
-        warm.close()
-    return grades, warm.guarantees
-
-
 def grade_shard(course: Path, shard: Shard, limits: sandbox.Limits | None = None, use_sandbox: bool = True,
                 jobs: int | None = None, quiet: bool = False, settings: Settings | None = None,
                 use_cgroups: bool | None = None, results: Path | None = None) -> Path:
@@ -293,7 +255,7 @@ def grade_shard(course: Path, shard: Shard, limits: sandbox.Limits | None = None
             raise FileNotFoundError(f"{course / 'submitted'} does not exist.")
         settings = settings or course_settings(course)
         submissions, decided = share(course, shard)
-        graded, guarantees = grade_submissions(course, submissions, limits, settings, use_sandbox, jobs, quiet,
+        graded, guarantees = batch.grade_all(course, submissions, limits, settings, use_sandbox, jobs, quiet,
                                                use_cgroups)
     except Exception as error:
         record.update(status="failed", finished=_now(), error=f"{type(error).__name__}: {error}",

@@ -82,6 +82,10 @@ class Limits:
         output_kb: output kept for the whole notebook, display updates included; the rest is dropped and
             marked, and a notebook that prints more than 8 times this much is stopped.
         open_files: open files per process.
+        reply_mb: what the submission's replies to the grader's calls may hold once decoded, all together
+            (each use of an array counted).
+        reference_s, budget_factor, budget_floor_s: set by `with_budget`: `notebook_timeout` is then a budget
+            made from the time the assignment's own solution takes (0 when it is not).
     """
 
     cell_timeout: float = 60.0
@@ -93,15 +97,44 @@ class Limits:
     file_mb: int = 256
     output_kb: int = 2048
     open_files: int = 256
+    reply_mb: int = 512
+    reference_s: float = 0.0
+    budget_factor: float = 0.0
+    budget_floor_s: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name in ("reference_s", "budget_factor", "budget_floor_s"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"Limits.{field.name} must be a number of at least 0, got {value!r}.")
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Limits.{field.name} must be a positive number, got {value!r}.")
         if self.processes < 8:
             raise ValueError(f"Limits.processes must be at least 8 (the interpreter needs a few), "
                              f"got {self.processes}.")
+
+    def with_budget(self, reference_s: float, factor: float, floor_s: float) -> Limits:
+        """These limits with the notebook's wall-clock time set to `factor` x `reference_s` (what the solution
+        took), at least `floor_s`, at most this `notebook_timeout`."""
+        for name, value in (("reference_s", reference_s), ("factor", factor), ("floor_s", floor_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds or a factor, got {value!r}.")
+        budget = min(self.notebook_timeout, max(floor_s, factor * reference_s))
+        return dataclasses.replace(self, notebook_timeout=budget, reference_s=float(reference_s),
+                                   budget_factor=float(factor), budget_floor_s=float(floor_s))
+
+    def time_limit_reason(self) -> str:
+        """Why a submission past `notebook_timeout` was stopped, in words."""
+        if not self.reference_s:
+            return f"the notebook ran past its time limit of {self.notebook_timeout:g} s"
+        made = f"{self.budget_factor:g} x the reference's {self.reference_s:.2f} s"
+        if self.notebook_timeout > self.budget_factor * self.reference_s + 1e-9:
+            made += f", raised to the {self.budget_floor_s:g} s floor"
+        elif self.notebook_timeout < self.budget_factor * self.reference_s - 1e-9:
+            made += ", cut to the notebook limit"
+        return f"the submission used its time budget of {self.notebook_timeout:.3g} s ({made})"
 
     def for_runner(self) -> dict[str, int]:
         return {"memory_bytes": int(self.memory_mb * MIB), "cpu_seconds": int(self.notebook_timeout * 2) + 30,
@@ -328,9 +361,11 @@ class Sandbox:
                 self._launch()
             socket.send_fds(self.control, [json.dumps({"op": "start", "workdir": workdir}).encode()], [child_fd])
 
-    def session(self) -> Session:
-        """A new submission, forked from the warm interpreter, ready to run cells."""
-        return Session(self)
+    def session(self, limits: Limits | None = None, deadline: float | None = None) -> Session:
+        """A new submission, forked from the warm interpreter, ready to run cells; `limits` may change its
+        time budget and reply budget (`Limits.with_budget`), not what the warm interpreter was started with;
+        `deadline` (a `time.monotonic()` time) ends it earlier, so that several runs share one budget."""
+        return Session(self, limits, deadline)
 
     def close(self) -> None:
         """Stop the zygote (submissions end with it) and remove the cgroups made for this run."""
@@ -414,11 +449,14 @@ class Reply:
 class Session:
     """One submission: its processes, its socket, its outputs (cell index -> nbformat outputs)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, limits: Limits | None = None, deadline: float | None = None) -> None:
         self.sandbox = sandbox
-        self.limits = sandbox.limits
+        self.limits = limits or sandbox.limits
+        self.reply_bytes = 0
         self.started = time.monotonic()
         self.deadline = self.started + self.limits.notebook_timeout
+        if deadline is not None:
+            self.deadline = min(self.deadline, deadline)
         self.outputs: dict[int, list[nbformat.NotebookNode]] = {}
         self.displays: dict[str, list[nbformat.NotebookNode]] = {}
         self.truncated: list[int] = []
@@ -503,7 +541,7 @@ class Session:
             now = time.monotonic()
             if now >= self.deadline:
                 self.kill()
-                raise Stopped(f"the notebook ran past its time limit of {self.limits.notebook_timeout:g} s")
+                raise Stopped(self.limits.time_limit_reason())
             if now >= deadline:
                 raise TimeoutError(what)
             ready = select.select([self.sock], [], [], min(0.2, deadline - now, self.deadline - now))[0]
@@ -706,8 +744,14 @@ class Session:
                 return Reply("timeout", found=found)
             if op in ("returned", "grads"):
                 kind, data = self._frame(deadline, "blob") if reply.get("blob") else (b"B", b"")
+                data = data if kind == b"B" else b""
                 try:
-                    value = wire.decode(reply.get("value"), data if kind == b"B" else b"", linear_grad=False)
+                    self.reply_bytes += wire.measure(reply.get("value"), data)
+                    if self.reply_bytes > self.limits.reply_mb * MIB:
+                        self.kill()
+                        raise Stopped(f"the submission's replies to the grader's calls held more than "
+                                      f"{self.limits.reply_mb} MiB in all, so it was stopped")
+                    value = wire.decode(reply.get("value"), data, linear_grad=False)
                 except wire.WireError:
                     return Reply("unreadable", found=found)
                 return Reply("returned", value=value, found=found)

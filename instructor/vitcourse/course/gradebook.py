@@ -8,14 +8,13 @@ pages. A manual score an instructor gave in formgrader is kept when autograde ru
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..confine import files
 from .settings import course_id
 
 
@@ -113,14 +112,9 @@ def _timestamp(folder: Path) -> datetime.datetime | None:
 
 
 def read_small(path: Path, limit: int = 4096) -> bytes | None:
-    """Up to `limit` bytes of a regular file, never through a symbolic link; None when it is not one."""
+    """A small regular file of a submission folder (see `vitcourse.confine.files.read_untrusted`); None when it
+    is absent, larger than `limit`, or not a regular file with one name (a link, a device, a FIFO, ...)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        return files.read_untrusted(path, limit, Path(path).name)
+    except (OSError, files.UnsafeFile):
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)

@@ -40,3 +40,24 @@ c.CsvExportPlugin.to = "nbgrader_grades.csv"
 # grader's calls, a copy of the reference's code, code the static scan flags).
 c.VitCourse.exercises = "vitcourse.judge.exercises"
 c.VitCourse.flagged_credit = 0.0
+
+# How long a submission may run: at the start of every autograde run the grader grades each assignment's own
+# source notebook (the solution) through the same path, which must score full marks (else grading stops: the
+# exercise table or the environment is broken), and gives each notebook budget_factor times that time, at
+# least budget_floor_s seconds and at most --notebook-timeout. Past it, the remaining exercises score 0 with
+# the reason "the submission used its time budget of N s (F x the reference's M s)". 5x leaves room for
+# grading two notebooks per core at once and a slower machine; the floor covers start-up jitter on short ones.
+c.VitCourse.budget_factor = 5.0
+c.VitCourse.budget_floor_s = 30.0
+
+# What a submitted notebook may hold, checked in a separate, bounded process before the grader builds anything
+# from it. The series' largest solution notebook (08) is 497 KB with 59 cells at most (05), 2.3 KB of source
+# in its largest cell (09), 378 KB of outputs (07) and JSON nested 9 deep; the limits are 40x, 34x, 110x, 43x
+# and 7x those.
+c.VitCourse.notebook_mb = 20.0
+c.VitCourse.max_cells = 2000
+c.VitCourse.cell_source_kb = 256.0
+c.VitCourse.output_mb = 16.0
+c.VitCourse.json_depth = 64
+c.VitCourse.parse_seconds = 10.0
+c.VitCourse.parse_memory_mb = 1024

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import nbformat
 
+from ..confine import files
 from ..judge.cells import cell_grade_id, cell_points, is_test
-from ..judge.feedback import feedback_html
-from ..judge.grade import Grade, Job, grade_notebook
+from ..judge.feedback import feedback_html, student_text
+from ..judge.grade import Grade, Job, Settings, grade_notebook
 from . import gradebook
 from .release import student_version
 
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 CSV_FIELDS = ["student", "assignment", "notebook", "points", "max_points", "exercises", "reason"]
 
 
@@ -88,9 +88,9 @@ def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
                 continue
             for source_path in sources:
                 path = assignment_dir / source_path.name
-                if path.is_symlink():
-                    decided.append(Grade(student, assignment, source_path.name,
-                                         reasons=["refused: the notebook is a symbolic link"]))
+                refused = files.refusal(path, "notebook")
+                if refused:
+                    decided.append(Grade(student, assignment, source_path.name, reasons=[f"refused: {refused}"]))
                 elif not path.is_file():
                     submissions.append(Submission(student, assignment, None, source_path.name))
                 else:
@@ -98,24 +98,27 @@ def find_submissions(course: Path) -> tuple[list[Submission], list[Grade]]:
     return submissions, decided
 
 
-def _load(path: Path) -> nbformat.NotebookNode:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, encoding="utf-8") as handle:
-        if os.fstat(handle.fileno()).st_size > MAX_NOTEBOOK_BYTES:
-            raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MiB")
-        notebook = nbformat.read(handle, as_version=4)
-    if not isinstance(notebook.get("cells"), list):
-        raise ValueError("the notebook has no cells")
-    return notebook
+def read_submitted(path: Path, settings: Settings) -> nbformat.NotebookNode:
+    """A submitted notebook, read without following links and parsed in a bounded process
+    (`vitcourse.confine.files`), within the course's limits.
+
+    Raises:
+        UnsafeFile: a link or special file, or a notebook past a limit (the message says which).
+        ValueError: not a notebook.
+    """
+    data = files.read_untrusted(path, int(settings.notebook_mb * files.MIB), "notebook")
+    return files.load_notebook(data, settings.notebook_limits())
+
+
+def _zero(grade: Grade) -> None:
+    grade.points = 0.0
+    grade.exercises = {grade_id: (0.0, out_of) for grade_id, (_, out_of) in grade.exercises.items()}
 
 
 def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     """Grade one submission; write its graded notebook and feedback; never raise for a bad submission."""
     grade = Grade(submission.student, submission.assignment, submission.notebook)
-    source_path = course / "source" / submission.assignment / submission.notebook
-    released_path = course / "release" / submission.assignment / submission.notebook
-    source = nbformat.read(source_path, as_version=4)
-    released = nbformat.read(released_path, as_version=4) if released_path.is_file() else student_version(source)
+    source, released = course_notebooks(course, submission.assignment, submission.notebook)
     tests = [cell for cell in source.cells if is_test(cell)]
     grade.max_points = sum(cell_points(cell) for cell in tests)
     grade.exercises = {cell_grade_id(cell): (0.0, cell_points(cell)) for cell in tests}
@@ -126,17 +129,25 @@ def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
         grade.reasons.append("not run: this assignment has no graded exercises")
         return grade
     try:
-        submitted = _load(submission.path)
+        submitted = read_submitted(submission.path, job.settings)
+    except FileNotFoundError:
+        grade.reasons.append("no notebook submitted")
+        return grade
+    except files.UnsafeFile as error:
+        grade.reasons.append(f"refused: {error}")
+        return grade
+    except ValueError as error:  # the parser's own words: why the bytes are not a notebook
+        grade.reasons.append(f"unreadable notebook: {str(error)[:300]}")
+        return grade
     except Exception as error:  # noqa: BLE001 - any unreadable file is the submission's problem
-        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        grade.reasons.append(f"unreadable notebook: {detail}")
+        grade.reasons.append(f"unreadable notebook: {type(error).__name__}")
         return grade
     try:
         graded = grade_notebook(source, released, submitted, grade, job)
     except Exception as error:  # noqa: BLE001 - a grader bug must not stop the other submissions
-        grade.points = 0.0
-        grade.exercises = {grade_id: (0.0, out_of) for grade_id, (_, out_of) in grade.exercises.items()}
-        grade.reasons.append(f"grading failed: {type(error).__name__}: {str(error)[:200]}")
+        _zero(grade)
+        # the message of a grader's error may quote what the submission held: labelled, on one line, cut
+        grade.reasons.append(f"grading failed: {type(error).__name__}: {student_text(str(error))}")
         return grade
     autograded = course / "autograded" / submission.student / submission.assignment
     feedback = course / "feedback" / submission.student / submission.assignment
@@ -148,7 +159,12 @@ def grade_submission(course: Path, submission: Submission, job: Job) -> Grade:
     write_atomically(feedback / (Path(submission.notebook).stem + ".html"),
                      feedback_html(graded, grade).encode("utf-8"), mode=0o644)
     for name in ("timestamp.txt", "submission_secret.txt"):  # what nbgrader's feedback release reads
-        data = gradebook.read_small(submission.path.parent / name)
+        path = submission.path.parent / name
+        refused = files.refusal(path, name)
+        if refused:
+            grade.reasons.append(f"not copied: {refused}")
+            continue
+        data = gradebook.read_small(path)
         if data is not None:
             for folder in (autograded, feedback):
                 write_atomically(folder / name, data)
@@ -176,6 +192,16 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> Path:
     return path
 
 
+def course_notebooks(course: Path, assignment: str, notebook: str) -> tuple[nbformat.NotebookNode,
+                                                                           nbformat.NotebookNode]:
+    """The instructor's source notebook of an assignment and its student version (made if not released)."""
+    source_path = course / "source" / assignment / notebook
+    released_path = course / "release" / assignment / notebook
+    source = nbformat.read(source_path, as_version=4)
+    released = nbformat.read(released_path, as_version=4) if released_path.is_file() else student_version(source)
+    return source, released
+
+
 def write_grades(course: Path, grades: list[Grade]) -> Path:
     """Write `course/grades.csv` (atomically), one row per notebook, sorted by student and assignment."""
     buffer = io.StringIO()
@@ -190,9 +216,18 @@ def write_grades(course: Path, grades: list[Grade]) -> Path:
     return target
 
 
+MAX_CSV_FIELD = 2000  # characters of one field of grades.csv
+_CSV_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _csv_safe(value: str) -> str:
-    """Keep spreadsheets from reading a cell as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") and not _is_number(value) else value
+    """A field as grades.csv holds it: on one line (newlines and control characters written as escapes), cut to
+    `MAX_CSV_FIELD` characters, and never read by a spreadsheet as a formula."""
+    value = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    value = _CSV_CONTROL.sub(lambda match: repr(match.group(0))[1:-1], value)
+    if len(value) > MAX_CSV_FIELD:
+        value = value[:MAX_CSV_FIELD - 1] + "\u2026"
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "|", "%") and not _is_number(value) else value
 
 
 def _is_number(value: str) -> bool:

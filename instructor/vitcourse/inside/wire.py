@@ -7,9 +7,12 @@ function returned; the runner inside the sandbox does the opposite. What may cro
 * int, float, bool, str, None, and tuples and lists of these;
 * `vitsteps.ViTConfig` (as its fields) and `torch.nn.Linear` (as its sizes, weight and bias).
 
-`decode` never trusts its input: it checks every node's shape, the count and total size of the arrays, their
-dtypes, and the depth of the nesting, and it opens the .npz with `allow_pickle=False` after checking that each
-member is stored uncompressed, so a hostile blob can neither run code nor inflate in memory.
+`decode` never trusts its input: before it builds anything it checks the whole tree (every node's shape, the
+depth of the nesting, the number of parts) and the total size of what it would build, each use of an array
+counted every time it is used, so a reply that names one large array 10,000 times is refused before a single
+copy is made (`MAX_DECODED_BYTES`); it opens the .npz with `allow_pickle=False` after checking that each member
+is stored uncompressed, so a hostile blob can neither run code nor inflate in memory. `measure` gives that total
+without building, for a budget over many replies (`vitcourse.confine.sandbox.Limits.reply_mb`).
 
 A frame on the wire is 4 bytes of big-endian length, 1 byte of kind (`J` JSON, `B` a blob) and the payload.
 """
@@ -30,6 +33,8 @@ MAX_NODES = 4096
 MAX_ARRAYS = 256
 MAX_ARRAY_BYTES = 64 * 1024 * 1024
 MAX_FRAME = 80 * 1024 * 1024
+MAX_DECODED_BYTES = 128 * 1024 * 1024  # what one decoded value may hold, each use of an array counted
+MAX_STRING = 10_000
 DTYPES = ("float32", "float64", "int64", "bool")
 _HEADER = struct.Struct(">IB")
 
@@ -169,12 +174,83 @@ def load_arrays(blob: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
-def decode(tree: Any, blob: bytes, *, linear_grad: bool = True) -> Any:
-    """The value a (JSON tree, npz bytes) pair describes, built from plain torch objects.
+def _member_sizes(blob: bytes) -> dict[str, int]:
+    """Array name -> bytes it holds (its stored .npy member, header included), read from the zip's directory only."""
+    if not blob:
+        return {}
+    try:
+        members = zipfile.ZipFile(io.BytesIO(blob)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise WireError(f"the arrays are not a valid .npz ({error})") from None
+    if len(members) > MAX_ARRAYS:
+        raise WireError(f"more than {MAX_ARRAYS} arrays")
+    return {member.filename[:-4] if member.filename.endswith(".npy") else member.filename: member.file_size
+            for member in members}
+
+
+def measure(tree: Any, blob: bytes, limit: int = MAX_DECODED_BYTES) -> int:
+    """The bytes `decode` would build from (tree, blob), each use of an array counted, after checking the whole
+    tree; nothing is built.
 
     Raises:
-        WireError: the tree or the arrays are malformed or hold something that may not cross.
+        WireError: the tree is malformed, or it would build more than `limit` bytes.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"limit must be a positive number of bytes, got {limit!r}; e.g. {MAX_DECODED_BYTES}.")
+    total = [0]
+    _check(tree, _member_sizes(blob), 0, [0], total, limit)
+    return total[0]
+
+
+def _check(node: Any, sizes: dict[str, int], depth: int, counter: list[int], total: list[int], limit: int) -> None:
+    """The shape `_decode` accepts, walked without building anything; adds what it would build to `total`."""
+    counter[0] += 1
+    if depth > MAX_DEPTH or counter[0] > MAX_NODES:
+        raise WireError("the value is nested too deeply or has too many parts")
+    if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+        raise WireError("a malformed value")
+    kind = node["t"]
+    references: list[Any] = []
+    if kind in ("none",) or (kind == "bool" and isinstance(node.get("v"), bool)):
+        pass
+    elif kind in ("int", "float") and isinstance(node.get("v"), str) and len(node["v"]) <= 40:
+        pass
+    elif kind == "str" and isinstance(node.get("v"), str) and len(node["v"]) <= MAX_STRING:
+        total[0] += len(node["v"])
+    elif kind in ("tuple", "list") and isinstance(node.get("items"), list):
+        if len(node["items"]) > MAX_NODES:
+            raise WireError("the value is nested too deeply or has too many parts")
+        for item in node["items"]:
+            _check(item, sizes, depth + 1, counter, total, limit)
+    elif kind == "tensor":
+        references = [node.get("a")]
+    elif kind == "linear":
+        references = [node.get("weight")] + ([node["bias"]] if node.get("bias") is not None else [])
+    elif kind == "vitconfig" and isinstance(node.get("fields"), dict):
+        if len(node["fields"]) > 64:
+            raise WireError("a ViTConfig with too many fields")
+        for value in node["fields"].values():
+            _check(value, sizes, depth + 1, counter, total, limit)
+    else:
+        raise WireError(f"a value of kind {str(kind)[:40]!r} is not read")
+    for key in references:
+        if not isinstance(key, str) or key not in sizes:
+            raise WireError("a tensor refers to an array that is not there")
+        total[0] += sizes[key] * (2 if kind == "linear" else 1)  # a layer holds its parameters and their copy
+    if total[0] > limit:
+        raise WireError(f"the value would hold more than {limit // (1024 * 1024)} MiB once decoded (each use of "
+                        f"an array counts)")
+
+
+def decode(tree: Any, blob: bytes, *, linear_grad: bool = True, limit: int = MAX_DECODED_BYTES) -> Any:
+    """The value a (JSON tree, npz bytes) pair describes, built from plain torch objects, after the whole tree
+    and its decoded size (at most `limit` bytes, see `measure`) are checked.
+
+    Raises:
+        WireError: the tree or the arrays are malformed, hold something that may not cross, or would build
+            more than `limit` bytes.
+    """
+    measure(tree, blob, limit)
     arrays = load_arrays(blob)
     counter = [0]
     return _decode(tree, arrays, 0, counter, linear_grad)
@@ -201,7 +277,7 @@ def _decode(node: Any, arrays: dict[str, np.ndarray], depth: int, counter: list[
             return float(node["v"])
         except ValueError:
             raise WireError("a malformed float") from None
-    if kind == "str" and isinstance(node.get("v"), str) and len(node["v"]) <= 10_000:
+    if kind == "str" and isinstance(node.get("v"), str) and len(node["v"]) <= MAX_STRING:
         return node["v"]
     if kind in ("tuple", "list") and isinstance(node.get("items"), list):
         items = [_decode(item, arrays, depth + 1, counter, linear_grad) for item in node["items"]]

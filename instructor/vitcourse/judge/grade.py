@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from ..confine import sandbox
+from ..confine import files, sandbox
 from ..student import without_hidden_tests
 from . import scan, slicing
 from . import verdict as judge
@@ -27,10 +28,26 @@ class Settings:
         exercises: the exercise table: a module name or a path to a .py file.
         flagged_credit: the fraction of an exercise's points kept when it is flagged (a call of the package's
             reference or of a forbidden function, a copy of the reference, code the static scan flags).
+        budget_factor: each notebook's wall-clock budget is this many times what the assignment's own solution
+            takes through the same grading path (timed at the start of every autograde run), at least
+            `budget_floor_s` and at most the sandbox's notebook limit; past it the remaining exercises score 0.
+        budget_floor_s: the smallest budget, seconds (start-up jitter dominates a short notebook).
+        notebook_mb, max_cells, cell_source_kb, output_mb, json_depth: what a submitted notebook may hold (file
+            size, cells, the source of one cell, all stored outputs, JSON nesting), checked before it is parsed.
+        parse_seconds, parse_memory_mb: the bounds of the separate process that parses a submitted notebook.
     """
 
     exercises: str = judge.DEFAULT_TABLE
     flagged_credit: float = 0.0
+    budget_factor: float = 5.0
+    budget_floor_s: float = 30.0
+    notebook_mb: float = 20.0
+    max_cells: int = 2000
+    cell_source_kb: float = 256.0
+    output_mb: float = 16.0
+    json_depth: int = 64
+    parse_seconds: float = 10.0
+    parse_memory_mb: int = 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.exercises, str) or not self.exercises:
@@ -40,6 +57,23 @@ class Settings:
                 or not 0 <= self.flagged_credit <= 1:
             raise ValueError(f"flagged_credit must be a number from 0 to 1, got {self.flagged_credit!r}; 0 gives "
                              f"flagged exercises no points, 1 full points.")
+        for name in ("budget_factor", "budget_floor_s", "notebook_mb", "max_cells", "cell_source_kb", "output_mb",
+                     "json_depth", "parse_seconds", "parse_memory_mb"):
+            value = getattr(self, name)
+            whole = name in ("max_cells", "json_depth", "parse_memory_mb")
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive {'whole ' if whole else ''}number, got {value!r}; the "
+                                 f"default is {getattr(Settings, name)!r}.")
+        if self.budget_factor < 1:
+            raise ValueError(f"budget_factor must be at least 1 (the solution itself must fit), got "
+                             f"{self.budget_factor!r}; the default is {Settings.budget_factor!r}.")
+
+    def notebook_limits(self) -> files.NotebookLimits:
+        """What a submitted notebook may hold and how its parsing is bounded."""
+        return files.NotebookLimits(notebook_mb=self.notebook_mb, cells=self.max_cells,
+                                    cell_source_kb=self.cell_source_kb, output_mb=self.output_mb,
+                                    depth=self.json_depth, parse_seconds=self.parse_seconds,
+                                    parse_memory_mb=self.parse_memory_mb)
 
 
 
@@ -209,6 +243,7 @@ class Job:
     table: judge.Table
     settings: Settings
     secret: bytes
+    budgets: dict[str, sandbox.Limits] = dataclasses.field(default_factory=dict)  # "assignment/notebook" -> limits
 
 
 def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNode,
@@ -234,7 +269,9 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
     oom: list[int] = []
     kills = [0]
     record = sandbox.Execution(notebook=notebook)
-    session = job.warm.session()
+    limits = job.budgets.get(f"{grade.assignment}/{grade.notebook}") or job.warm.limits
+    deadline = time.monotonic() + limits.notebook_timeout  # one budget for the notebook's run and its graded runs
+    session = job.warm.session(limits, deadline)
 
     def after_cell(index: int) -> None:
         if session.group is not None and session.group.oom_kills() > kills[0]:
@@ -255,7 +292,7 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
             seed = judge.case_seed(job.secret, grade.student, grade.assignment, exercise.name)
             needed = slicing.cells_for(sources, [solution_at[exercise.grade_id]] if exercise.grade_id in solution_at
                                        else [], assembled.student_cells, test_cells)
-            outcomes[grade_id] = graded_run(job, notebook, needed, exercise, seed)
+            outcomes[grade_id] = graded_run(job, notebook, needed, exercise, seed, limits, deadline)
 
     credit = job.settings.flagged_credit
     for grade_id, cell in tests.items():
@@ -303,11 +340,15 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
     return notebook
 
 
-def graded_run(job: Job, notebook: nbformat.NotebookNode, cells: list[int], exercise: Any, seed: int) -> judge.Outcome:
-    """One exercise judged in a process of its own: its routes closed first, then the cells, then the calls."""
+def graded_run(job: Job, notebook: nbformat.NotebookNode, cells: list[int], exercise: Any, seed: int,
+               limits: sandbox.Limits | None = None, deadline: float | None = None) -> judge.Outcome:
+    """One exercise judged in a process of its own: its routes closed first, then the cells, then the calls, all
+    within the notebook's `deadline`."""
     run = nbformat.v4.new_notebook(cells=[copy.deepcopy(cell) for cell in notebook.cells])
     record = sandbox.Execution(notebook=run)
-    session = job.warm.session()
+    if deadline is not None and time.monotonic() >= deadline:
+        return judge.Outcome(False, f"not graded: {(limits or job.warm.limits).time_limit_reason()}")
+    session = job.warm.session(limits, deadline)
     try:
         session.close_routes(job.table.routes(exercise))
         sandbox.run_notebook(session, run, record, only=cells)
