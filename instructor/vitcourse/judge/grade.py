@@ -329,6 +329,10 @@ def grade_notebook(source: nbformat.NotebookNode, released: nbformat.NotebookNod
                              f"{job.warm.limits.cell_timeout:g} s")
     if record.stopped:
         grade.reasons.append(f"{record.stopped}, in {_cell_name(notebook, record.stopped_at, assembled.student_cells)}")
+    stops = {outcome.stopped for outcome in outcomes.values() if outcome.stopped} - {record.stopped}
+    for stopped in sorted(stops):
+        named = [exercises[grade_id].name for grade_id, outcome in outcomes.items() if outcome.stopped == stopped]
+        grade.reasons.append(f"{stopped}, so " + ", ".join(f"`{name}`" for name in named) + " scored 0")
     if memory or oom:
         where = ", ".join(_cell_name(notebook, index, assembled.student_cells) for index in sorted(set(memory + oom)))
         grade.reasons.append(f"out of memory (limit {job.warm.limits.memory_mb} MiB for the whole submission) in "
@@ -347,15 +351,18 @@ def graded_run(job: Job, notebook: nbformat.NotebookNode, cells: list[int], exer
     run = nbformat.v4.new_notebook(cells=[copy.deepcopy(cell) for cell in notebook.cells])
     record = sandbox.Execution(notebook=run)
     if deadline is not None and time.monotonic() >= deadline:
-        return judge.Outcome(False, f"not graded: {(limits or job.warm.limits).time_limit_reason()}")
+        reason = (limits or job.warm.limits).time_limit_reason()
+        return judge.Outcome(False, f"not graded: {reason}", stopped=reason)
     session = job.warm.session(limits, deadline)
     try:
         session.close_routes(job.table.routes(exercise))
         sandbox.run_notebook(session, run, record, only=cells)
         if record.stopped:
-            return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({record.stopped})")
+            return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({record.stopped})",
+                                 stopped=record.stopped)
         return judge.judge(session, job.table, exercise, seed)
     except sandbox.Stopped as stop:
-        return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({stop})")
+        return judge.Outcome(False, f"not graded: the graded run of `{exercise.name}` stopped ({stop})",
+                             stopped=str(stop))
     finally:
         session.close()

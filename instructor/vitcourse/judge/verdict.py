@@ -130,6 +130,7 @@ class Outcome:
     passed: bool
     hint: str = ""
     flags: list[str] = dataclasses.field(default_factory=list)
+    stopped: str = ""  # why the graded run ended before its verdict (a time budget, a dead kernel), if it did
 
 
 def judge(session: Session, table: Table, exercise: Any, seed: int) -> Outcome:
