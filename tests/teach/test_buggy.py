@@ -299,3 +299,37 @@ REFUSED = {
 @refusal_cases(REFUSED)
 def test_bad_input_is_refused_naming_the_parameter_the_value_and_the_fix(refusals):
     assert_all_refused(refusals)
+
+
+EXERCISE_CELLS = {"cut_patches": "09-ex-cut-patches", "embed_tokens": "09-ex-embed", "classify": "09-ex-classify",
+                  "attention": "09-ex-attention", "encoder_block": "09-ex-block"}
+
+
+def _hidden_tests(stage: str) -> str:
+    source = notebook_cells()[f"{EXERCISE_CELLS[stage]}-test"]
+    return source[source.index("### BEGIN HIDDEN TESTS"):source.index("### END HIDDEN TESTS")]
+
+
+def _solutions() -> dict:
+    namespace = {"math": __import__("math"), "torch": torch, "F": F, "nn": nn}
+    for cell in EXERCISE_CELLS.values():
+        exec(notebook_cells()[cell], namespace)  # noqa: S102 - the notebook's own solution
+    return namespace
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_hidden_test_fails_the_suspects_function_and_passes_the_fix(stage, images):
+    from vitsteps.teach import properties
+    from vitsteps.teach.checks import CheckFailed, check
+
+    context = {"config": CONFIG, "images": images, "properties": properties, "SuspectViT": SuspectViT,
+               "check": check}
+    fixed = {**_solutions(), **context}
+    exec(_hidden_tests(stage), fixed)  # noqa: S102 - passes
+    suspect = {**_solutions(), **context}
+    exec(notebook_cells()[dict(zip(STAGES, SUSPECT_CELLS, strict=True))[stage]], suspect)  # noqa: S102
+    with pytest.raises(CheckFailed):
+        exec(_hidden_tests(stage), suspect)  # noqa: S102 - the graded check, on seed 1's cases
+    asserts = "\n".join(line for line in _hidden_tests(stage).splitlines() if not line.startswith("check("))
+    with pytest.raises(AssertionError):
+        exec(asserts, suspect)  # noqa: S102 - and the property the fix restores, on the stage alone
