@@ -402,10 +402,8 @@ def gradients_reach(model: nn.Module, images: torch.Tensor, names: Sequence[str]
         parts = []
         if unreached:
             parts.append(f"no gradient reaches {listing(unreached)} (built but never used)")
-        if zero:
-            parts.append(f"a gradient of exactly zero reaches {listing(zero)}")
-        if rows:
-            parts.append(f"a gradient of exactly zero reaches {listing(rows)}")
+        if zero or rows:
+            parts.append(f"a gradient of exactly zero reaches {listing(zero + rows)}")
         return PropertyResult("gradients_reach", False, "; ".join(parts) + ".")
     return PropertyResult("gradients_reach", True, f"all {len(named)} checked parameters get a non-zero gradient, "
                           f"in every row.")
