@@ -17,6 +17,7 @@ from torch.nn.functional import unfold as cut_into_columns
 from vitcourse.judge.exercises import EXERCISES, verdict
 
 import vitsteps
+import vitsteps.teach.buggy
 from vitsteps.model import ViTConfig
 from vitsteps.teach.checks import Case, CheckFailed, check, grad_weights, gradients, names
 
@@ -154,8 +155,9 @@ CORRECT = {
     "attention_distance": _distance,
     "layout_score": _layout,
     "cut_patches": _by_hand_patches,
-    "attention": _heads_attention,
     "embed_tokens": _embed_tokens,
+    "classify": lambda x, norm, head: head(F.layer_norm(x[:, 0], x.shape[-1:], *norm, eps=1e-6)),
+    "attention": _heads_attention,
     "encoder_block": _encoder_block,
 }
 
@@ -187,10 +189,19 @@ STAGES = {
         [attention], grid, patch)[0],
     "layout_score": lambda table, grid: vitsteps.analysis.position_rank_correlation(table, grid, 1, 0),
     "cut_patches": vitsteps.patches.image_to_patches,
-    "attention": lambda x, qkv, proj, h: _package_attention(x, qkv, proj, h),
     "embed_tokens": lambda patches, proj, cls, pos: vitsteps.tokens.prepend_cls_token(proj(patches), cls) + pos,
+    "attention": lambda x, qkv, proj, h: _package_attention(x, qkv, proj, h),
     "encoder_block": lambda *args: _package_block(*args),
+    "classify": lambda x, norm, head: _package_readout(x, norm, head),
 }
+
+
+def _package_readout(x, norm, head):
+    layer = nn.LayerNorm(x.shape[-1], eps=1e-6)
+    with torch.no_grad():
+        layer.weight.copy_(norm[0])
+        layer.bias.copy_(norm[1])
+    return head(layer(x)[:, 0])
 
 
 def _on_meta(config):
@@ -340,6 +351,7 @@ MISTAKES = [
     ("vit_parameter_count", lambda c: str(_count(c)), "expected an int"),
     ("vit_parameter_count", lambda c: vitsteps.model.parameter_formula(c)["total"], "already solves this exercise"),
     ("attention", lambda x, qkv, proj, h: _package_attention(x, qkv, proj, h), "already solves this exercise"),
+    ("classify", vitsteps.teach.buggy.TrustedStage("classify"), "already solves this exercise"),
 ]
 
 

@@ -829,7 +829,7 @@ def test_every_figure_is_tested_here_and_refuses_a_bad_input():
     assert set(figures.__all__) - {"si_format"} <= refused, "add a bad-input case for these figures"
 
 
-# the figures of notebooks 01-06 and 09, each as those notebooks call it
+# the figures of notebooks 01-06, each as those notebooks call it
 SERIES_FIGURES = {
     "patch grid, 2x2 patches": lambda: figures.plot_patch_grid(torch.rand(1, 8, 8), 2),
     "patch sequence of 16": lambda: figures.plot_patch_sequence(torch.rand(1, 16, 4), 2),

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_all_refused, refusal_cases
 from torch import nn
 
@@ -14,6 +15,7 @@ from vitsteps.encoder import Block
 from vitsteps.teach.properties import (
     PropertyResult,
     batch_independence,
+    deterministic_in_eval,
     format_results,
     gradients_reach,
     initial_loss_near_log_k,
@@ -24,6 +26,7 @@ from vitsteps.teach.properties import (
     pixel_span,
     position_sensitivity,
     pre_norm_residual,
+    readout_symmetry,
     run_checks,
 )
 
@@ -43,9 +46,10 @@ def images() -> torch.Tensor:
 
 def test_a_fresh_vit_has_every_property(model, images):
     results = run_checks(model, images, patchify=image_to_patches)
-    assert [r.name for r in results] == ["batch_independence", "input_sensitivity", "position_sensitivity",
-                                         "patch_order", "patch_round_trip", "gradients_reach",
-                                         "pre_norm_residual", "initial_loss_near_log_k"]
+    assert [r.name for r in results] == ["deterministic_in_eval", "batch_independence", "input_sensitivity",
+                                         "position_sensitivity", "readout_symmetry", "patch_order",
+                                         "patch_round_trip", "gradients_reach", "pre_norm_residual",
+                                         "initial_loss_near_log_k"]
     assert all(results), format_results(results)
 
 
@@ -114,6 +118,23 @@ def test_input_sensitivity_catches_a_model_that_ignores_its_input(model, images)
     assert input_sensitivity(model, images).passed
 
 
+def test_deterministic_in_eval_catches_functional_dropout_left_on(model, images):
+    assert deterministic_in_eval(model, images).passed
+    result = deterministic_in_eval(lambda x: F.dropout(model(x), p=0.1), images)  # training=True by default
+    assert not result.passed and "something random runs in eval mode" in result.detail
+    assert deterministic_in_eval(lambda x: F.dropout(model(x), p=0.1, training=False), images).passed
+
+
+def test_the_checks_give_the_same_verdict_every_time_and_leave_the_random_state_alone(model, images):
+    def noisy(x):
+        return model(x) + 1e-3 * torch.randn(x.shape[0], CONFIG.num_classes)
+
+    state = torch.get_rng_state()
+    first, second = batch_independence(noisy, images), batch_independence(noisy, images)
+    assert first == second and not first.passed
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 # ------------------------------------------------------------------ positions
 
 
@@ -139,6 +160,31 @@ def test_permuting_patches_of_the_image_permutes_the_patch_tokens(images):
     moved = permute_patches(images, 2, permutation)
     assert torch.equal(image_to_patches(moved, 2), image_to_patches(images, 2)[:, permutation])
     assert torch.equal(permute_patches(permute_patches(images, 2), 2), images)  # reversing twice
+
+
+class _LastTokenViT(ViT):
+    def forward(self, images):
+        return self.head(self.forward_features(images)[:, -1])  # [B, K], from a patch token
+
+
+class _MeanViT(ViT):
+    def forward(self, images):
+        return self.head(self.forward_features(images).mean(dim=1))  # [B, K], global average pooling
+
+
+def test_readout_symmetry_passes_a_cls_readout_and_a_mean_and_catches_a_patch_token(images):
+    torch.manual_seed(0)
+    assert readout_symmetry(ViT(CONFIG), images).passed
+    assert readout_symmetry(_MeanViT(CONFIG), images).passed
+    torch.manual_seed(0)
+    result = readout_symmetry(_LastTokenViT(CONFIG), images)
+    assert not result.passed and "depend on which token sits where" in result.detail
+
+
+def test_readout_symmetry_leaves_the_models_table_alone(model, images):
+    table = model.pos_embed.detach().clone()
+    readout_symmetry(model, images)
+    assert torch.equal(model.pos_embed, table)
 
 
 # ------------------------------------------------------------------ patches
@@ -206,6 +252,20 @@ def test_gradients_reach_names_parameters_whose_gradient_is_zero(model, images):
     assert not result.passed and "exactly zero reaches blocks.0.mlp.fc2.weight" in result.detail
 
 
+def test_gradients_reach_names_the_rows_of_a_table_that_get_no_gradient(model, images):
+    class FirstRowOnly(ViT):
+        def forward(self, x):
+            tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), self.patch_embed(x)], dim=1)  # [B, L, D]
+            tokens = tokens + self.pos_embed[:, 0]  # row 0 for every token
+            for block in self.blocks:
+                tokens = block(tokens)  # [B, L, D]
+            return self.head(self.norm(tokens)[:, 0])  # [B, K]
+
+    torch.manual_seed(0)
+    result = gradients_reach(FirstRowOnly(CONFIG), images)
+    assert not result.passed and result.detail == "a gradient of exactly zero reaches rows 1-4 of pos_embed."
+
+
 # ------------------------------------------------------------------ loss and residual path
 
 
@@ -229,7 +289,7 @@ def test_a_post_norm_block_normalises_the_shift_away():
     torch.manual_seed(0)
     post_norm = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)  # norm_first=False
     result = pre_norm_residual(post_norm, torch.randn(2, 5, 16))
-    assert not result.passed and "post-norm" in result.detail
+    assert not result.passed and "a LayerNorm sits on the residual path" in result.detail
 
 
 def test_pixel_span_names_rows_and_columns_and_lists_gaps():
@@ -286,6 +346,13 @@ REFUSED = {
         (lambda: run_checks(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), IMAGES, patch_size=4, block=Block(16, 4)),
          ValueError,
          r"block needs tokens of the model's width, but the model has no config\.embed_dim"),
+    "deterministic_in_eval: a model that is a number":
+        (lambda: deterministic_in_eval(3, IMAGES), TypeError, r"model must be callable"),
+    "readout_symmetry: a model without a position table":
+        (lambda: readout_symmetry(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), IMAGES, 4), ValueError,
+         r"model has no pos_embed tensor to set to zero"),
+    "readout_symmetry: a plain function":
+        (lambda: readout_symmetry(lambda x: x, IMAGES, 4), TypeError, r"model must be a torch\.nn\.Module"),
     "format_results: booleans":
         (lambda: format_results([True, False]), TypeError, r"results must be a list of PropertyResult objects"),
 }

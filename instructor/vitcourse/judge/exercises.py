@@ -31,7 +31,7 @@ from vitsteps.model import ViTConfig
 from vitsteps.teach.checks import hints
 from vitsteps.teach.checks.spec import Case, Exercise, Mistake, answer, grad_weights, verdict
 
-from . import references
+from . import hunt, references
 
 __all__ = ["EXERCISES", "answer", "grad_weights", "verdict"]
 
@@ -769,7 +769,19 @@ LAYOUT_SCORE = Exercise(
 
 # --------------------------------------------------------------------------------------- 09: the bug hunt
 
-SUSPECT = "this is still what the suspect's {name} returns: "
+SUSPECT = ("this is still what the suspect's {name} returns: it still has the bug behind symptom {symptom} "
+           "({symptom_text}). Run the checks again, and ask for the next hint on symptom {symptom}.")
+SYMPTOMS = {bug.symptom: text for bug, text in zip(hunt.BUGS, (
+    "a token does not hold the pixels of one square", "some rows of a table get no gradient",
+    "every image gets the same answer", "a shift of a block's input does not reach its output",
+    "the same images twice get different answers in eval mode",
+    "without positions, the order of the patches still changes the answer"), strict=True)}
+TRUSTED = ("vitsteps.teach.buggy.TrustedStage",)
+
+
+def _suspect_mistake(stage: str, imitate: Callable[..., object], symptom: int) -> Mistake:
+    return Mistake(f"the suspect's {stage} (symptom {symptom})", imitate,
+                   SUSPECT.format(name=stage, symptom=symptom, symptom_text=SYMPTOMS[symptom]))
 
 
 def _cut_patches_cases(generator: torch.Generator) -> list[Case]:
@@ -781,13 +793,12 @@ def _cut_patches_cases(generator: torch.Generator) -> list[Case]:
 
 CUT_PATCHES = Exercise(
     "cut_patches", "09_bug_hunt", "ex09_cut_patches", _cut_patches_cases, references.cut_patches, (
-        Mistake("the suspect's stripes", lambda images, P: _stripes(images, P),
-                SUSPECT.format(name="cut_patches") + "every 'patch' is a run of whole image rows (patch_order said "
-                "so). Find the step where the two patch-grid axes should move in front of the pixel axes."),
+        _suspect_mistake("cut_patches", hunt.spread_patches, 1),
+        Mistake("view without permute", lambda images, P: _stripes(images, P), STRIPES),
         Mistake("channel last", lambda images, P: _channel_last(images, P, P), CHANNEL_LAST),
         Mistake("column order", lambda images, P: _column_order(images, P, P), COLUMN_ORDER)),
-    package_reference=("vitsteps.patches.image_to_patches",), signature="fn(images [B,C,H,W], patch_size) -> "
-                                                                        "[B, N, C*P*P]",
+    package_reference=("vitsteps.patches.image_to_patches", *TRUSTED),
+    signature="fn(images [B,C,H,W], patch_size) -> [B, N, C*P*P]",
     passes=("shapes", "values vs the reference", "patch order", *BATCH_CHECKS), **TOLERANCE)
 
 
@@ -810,11 +821,7 @@ def _mistaken_attention(x: torch.Tensor, qkv: nn.Linear, proj: nn.Linear, h: int
 
 ATTENTION = Exercise(
     "attention", "09_bug_hunt", "ex09_attention", _attention_cases, references.attention, (
-        Mistake("the suspect's batch axis", lambda x, qkv, proj, h: _mistaken_attention(
-            x.transpose(0, 1), qkv, proj, h).transpose(0, 1),
-                SUSPECT.format(name="attention") + "at each token position it mixes the samples of the batch, and "
-                "the tokens of one image never meet (input_sensitivity). Read how the function unpacks the shape of "
-                "x."),
+        _suspect_mistake("attention", hunt.causal_attention, 3),
         Mistake("not scaled", lambda x, qkv, proj, h: _mistaken_attention(x, qkv, proj, h, scale=1.0),
                 "the scores are not scaled by the square root of the head width d."),
         Mistake("softmax over the queries", lambda x, qkv, proj, h: _mistaken_attention(x, qkv, proj, h, dim=-2),
@@ -823,7 +830,7 @@ ATTENTION = Exercise(
             x, qkv, proj, h, merge_by_reshape=True),
                 "the heads are put back together by a reshape alone: the token axis has to come back in front of "
                 "the head axis first, or a token receives other tokens' features.")),
-    package_reference=("vitsteps.encoder.Attention", "vitsteps.encoder.scaled_dot_product"), **TOLERANCE,
+    package_reference=("vitsteps.encoder.Attention", "vitsteps.encoder.scaled_dot_product", *TRUSTED), **TOLERANCE,
     signature="fn(x [B,L,D], qkv nn.Linear(D, 3D), proj nn.Linear(D, D), num_heads) -> [B, L, D]",
     passes=("shapes", "values vs the reference", *BATCH_CHECKS))
 
@@ -843,16 +850,17 @@ def _sequence(patches: torch.Tensor, proj: nn.Linear, cls: torch.Tensor, cls_las
 
 EMBED_TOKENS = Exercise(
     "embed_tokens", "09_bug_hunt", "ex09_embed_tokens", _embed_tokens_cases, references.embed_tokens, (
-        Mistake("the suspect's forgotten table", lambda patches, proj, cls, pos: _sequence(patches, proj, cls),
-                SUSPECT.format(name="embed_tokens") + "the position table never reaches the output "
-                "(position_sensitivity, and gradients_reach found no gradient for pos_embed). Follow the table from "
-                "where it is added to what the function returns."),
+        _suspect_mistake("embed_tokens", hunt.one_row_for_all, 2),
+        Mistake("the table never added", lambda patches, proj, cls, pos: _sequence(patches, proj, cls),
+                "the position table never reaches the output: follow it from where it is added to what the "
+                "function returns."),
         Mistake("CLS last", lambda patches, proj, cls, pos: _sequence(patches, proj, cls, cls_last=True) + pos,
                 "the CLS token must come first (position 0), before the patch tokens."),
         Mistake("the table on the patches only", lambda patches, proj, cls, pos: _sequence(patches, proj, cls)
                 + torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:]], dim=1),
                 "row 0 of the table belongs to the CLS token: add the table to the whole sequence, CLS included.")),
-    package_reference=("vitsteps.tokens.prepend_cls_token", "vitsteps.tokens.add_position_embedding"), **TOLERANCE,
+    package_reference=("vitsteps.tokens.prepend_cls_token", "vitsteps.tokens.add_position_embedding", *TRUSTED),
+    **TOLERANCE,
     signature="fn(patches [B,N,C*P*P], patch_proj nn.Linear, cls_token [1,1,D], pos_embed [1,L,D]) -> [B, L, D]",
     passes=("shapes", "values vs the reference", *BATCH_CHECKS))
 
@@ -886,10 +894,7 @@ def _block(x: torch.Tensor, norm1: tuple, norm2: tuple, qkv: nn.Linear, proj: nn
 
 ENCODER_BLOCK = Exercise(
     "encoder_block", "09_bug_hunt", "ex09_encoder_block", _encoder_block_cases, references.encoder_block, (
-        Mistake("the suspect's block", lambda *args: _block(*args, post_norm=True, mlp_norm=1),
-                SUSPECT.format(name="encoder_block") + "the LayerNorms sit on the residual path (pre_norm_residual) "
-                "and norm2 is never used (gradients_reach). Compare the block with the paper's equations 2 and 3: "
-                "where does each norm go, and which one?"),
+        _suspect_mistake("encoder_block", hunt.normalised_residual, 4),
         Mistake("post-norm", lambda *args: _block(*args, post_norm=True),
                 "post-norm: each LayerNorm must sit inside its branch, before attention and before the MLP, so that "
                 "the residual path carries x through unchanged (pre_norm_residual)."),
@@ -902,9 +907,35 @@ ENCODER_BLOCK = Exercise(
                 "the exact GELU, not its tanh approximation."),
         Mistake("no residual around the MLP", lambda *args: _block(*args, mlp_residual=False),
                 "the MLP's output is added to its input (a residual connection), as attention's is.")),
-    package_reference=("vitsteps.encoder.Block",), **TOLERANCE,
+    package_reference=("vitsteps.encoder.Block", "vitsteps.encoder.scaled_dot_product", *TRUSTED), **TOLERANCE,
     signature="fn(x [B,L,D], norm1 (weight, bias), norm2 (weight, bias), qkv, proj, fc1, fc2, num_heads) -> "
               "[B, L, D]",
+    passes=("shapes", "values vs the reference", *BATCH_CHECKS))
+
+
+
+
+def _classify_cases(generator: torch.Generator) -> list[Case]:
+    cases = []
+    for B, L, D, K in [(4, 5, 8, 10), (1, 5, 8, 10), (2, 17, 12, 3), (3, 2, 6, 2)]:
+        norm = (1 + 0.2 * _randn(generator, D), 0.2 * _randn(generator, D))
+        cases.append(Case(f"x [{B}, {L}, {D}], norm ([{D}], [{D}]), head nn.Linear({D}, {K})",
+                          (_randn(generator, B, L, D), norm, _linear(generator, D, K)), grad_args=(0,)))
+    return _batched(cases, generator)
+
+
+CLASSIFY = Exercise(
+    "classify", "09_bug_hunt", "ex09_classify", _classify_cases, references.classify, (
+        _suspect_mistake("classify", hunt.last_token, 6),
+        Mistake("no final norm", lambda x, norm, head: head(x[:, 0]),
+                "the head reads the token before the final LayerNorm: normalise first, then apply the head."),
+        Mistake("mean of the patch tokens", lambda x, norm, head: hunt._mean_pool(x, norm, head),
+                "this is global average pooling, a valid head elsewhere (notebook 06); this model reads its CLS "
+                "token."),
+        Mistake("mean of all tokens", lambda x, norm, head: head(hunt._norm(x, norm).mean(dim=1)),
+                "the head reads one token, the CLS token, not a mean over the sequence.")),
+    package_reference=TRUSTED, **TOLERANCE,
+    signature="fn(x [B,L,D], norm (weight, bias), head nn.Linear(D, K)) -> [B, K]",
     passes=("shapes", "values vs the reference", *BATCH_CHECKS))
 
 
@@ -915,5 +946,4 @@ ENCODER_BLOCK = Exercise(
 EXERCISES: dict[str, Exercise] = {exercise.name: exercise for exercise in (
     NUM_TOKENS, IMAGE_TO_PATCHES, IMAGE2EMB_NAIVE, WEIGHT_TO_KERNEL, IMAGE2EMB_CONV, PREPEND_CLS_TOKEN,
     ADD_POSITION_EMBEDDING, SPLIT_HEADS, SCALED_DOT_PRODUCT, CLS_HEAD_LOSS, VIT_PARAMETER_COUNT, SHIFT_IMAGES,
-    ATTENTION_DISTANCE, LAYOUT_SCORE, CUT_PATCHES, ATTENTION,
-    EMBED_TOKENS, ENCODER_BLOCK)}
+    ATTENTION_DISTANCE, LAYOUT_SCORE, CUT_PATCHES, EMBED_TOKENS, CLASSIFY, ATTENTION, ENCODER_BLOCK)}

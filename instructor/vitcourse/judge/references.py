@@ -291,3 +291,8 @@ def encoder_block(x: torch.Tensor, norm1: tuple[torch.Tensor, torch.Tensor], nor
     """The pre-norm block: `x + attention(LN1(x))`, then `+ fc2(GELU(fc1(LN2(.))))`."""
     x = x + attention(layer_norm(x, *norm1), qkv, proj, num_heads)  # [B, L, D]
     return x + _apply(fc2, gelu(_apply(fc1, layer_norm(x, *norm2))))  # [B, L, D]
+
+
+def classify(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor], head: nn.Linear) -> torch.Tensor:
+    """The final LayerNorm on the CLS token (token 0), then the head."""
+    return _apply(head, layer_norm(x[:, 0], *norm))  # [B, K]

@@ -4,18 +4,21 @@ Each function takes a model (any callable from images `[B, C, H, W]` to logits `
 patchify function, and returns a `PropertyResult` with `passed` and a one-line `detail` for people. Tests
 assert `result.passed`; notebook 09 prints the verdicts to hunt bugs; anyone can run them on their own model.
 A model that is an `nn.Module` is run on a float64 copy in eval mode, so that rounding can neither hide a
-change nor fake one; the model itself, its mode and its gradients are left as they were.
+change nor fake one, and every run starts from the same random state, so that a verdict is the same every time;
+the model itself, its mode, its gradients and the caller's random state are left as they were.
 
-| property                  | what a correct ViT does                                  | the bug it catches           |
-|---------------------------|----------------------------------------------------------|------------------------------|
-| `batch_independence`      | a sample's logits ignore its batch-mates and its slot    | a table per batch slot       |
-| `input_sensitivity`       | two different images, each alone, get different logits  | `batch_first=False`          |
-| `position_sensitivity`    | reordering the patches changes the logits                | a position table never added |
-| `patch_order`             | patch n holds the pixels of the n-th square              | `view` without `permute`     |
-| `patch_round_trip`        | `patches_to_image(patchify(x)) == x`                     | `view` without `permute`     |
-| `gradients_reach`         | every trainable parameter gets a gradient                | unused tables and norms      |
-| `pre_norm_residual`       | a block passes a shift of its input straight through     | post-norm                    |
-| `initial_loss_near_log_k` | a fresh model's loss is about `ln K` (uniform guessing)  | mis-scaled logits            |
+| property                  | what a correct ViT does                                 | the kind of bug it catches     |
+|---------------------------|---------------------------------------------------------|--------------------------------|
+| `deterministic_in_eval`   | in eval mode the same images give the same logits twice | randomness left on in eval     |
+| `batch_independence`      | a sample's logits ignore its batch-mates and its slot   | mixing, or shaping by, a batch |
+| `input_sensitivity`       | two different images, each alone, get different logits  | a readout deaf to the patches  |
+| `position_sensitivity`    | reordering the patches changes the logits               | positions lost, or all alike   |
+| `readout_symmetry`        | with no positions, reordering patches changes nothing   | a readout tied to one patch    |
+| `patch_order`             | patch n holds the pixels of the n-th square             | a cut of the wrong pixels      |
+| `patch_round_trip`        | `patches_to_image(patchify(x)) == x`                    | pixels moved in or between     |
+| `gradients_reach`         | every trainable parameter, every row, gets a gradient   | unused parameters or rows      |
+| `pre_norm_residual`       | a block passes a shift of its input straight through    | a residual path not clean      |
+| `initial_loss_near_log_k` | a fresh model's loss is about `ln K` (uniform guessing) | mis-scaled logits or init      |
 
 Shape legend: B batch, C channels, H W image, P patch side, N patches, L tokens, D model dim, K classes.
 """
@@ -36,9 +39,9 @@ from .. import _validate
 from .._validate import InputTypeError, InputValueError
 from ..patches import patches_to_image
 
-__all__ = ["PropertyResult", "batch_independence", "format_results", "gradients_reach", "initial_loss_near_log_k",
-           "input_sensitivity", "patch_order", "patch_round_trip", "permute_patches", "pixel_span",
-           "position_sensitivity", "pre_norm_residual", "run_checks"]
+__all__ = ["PropertyResult", "batch_independence", "deterministic_in_eval", "format_results", "gradients_reach",
+           "initial_loss_near_log_k", "input_sensitivity", "patch_order", "patch_round_trip", "permute_patches",
+           "pixel_span", "position_sensitivity", "pre_norm_residual", "readout_symmetry", "run_checks"]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -123,9 +126,12 @@ class _Evaluator:
     def precise(self) -> bool:
         return self.dtype is torch.float64
 
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+        """The model's outputs, computed from the random state `seed`, so that every check gives the same
+        verdict every time; the caller's random state is left alone."""
         inputs = inputs if self.dtype is None else inputs.to(self.dtype)
-        with torch.no_grad(), _evaluating(self.model):
+        with torch.no_grad(), _evaluating(self.model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             outputs = self.model(inputs)
         if not isinstance(outputs, torch.Tensor):
             raise InputTypeError(f"the model returned {type(outputs).__name__}, not a tensor.")
@@ -193,6 +199,33 @@ def batch_independence(model: Model, images: torch.Tensor, *, atol: float = 1e-5
                               + " and ".join(moved) + ": samples in a batch see each other.")
     return PropertyResult("batch_independence", True, f"sample 0's logits stay within {atol:g} when run alone, "
                           f"in reverse order and with other batch-mates.")
+
+
+def deterministic_in_eval(model: Model, images: torch.Tensor, *, atol: float = 0.0) -> PropertyResult:
+    """In eval mode the same images give the same logits every time: nothing random is left on.
+
+    Dropout belongs to training only: `nn.Dropout` and `model.eval()` see to that, but a functional
+    `F.dropout(x, p)` is left on unless it is told `training=...`. The check runs the model twice on the same
+    images, from different random states.
+
+    Args:
+        model: images `[B, C, H, W]` to logits `[B, K]`.
+        images: `[B, C, H, W]`.
+        atol: the largest change allowed.
+    """
+    _check_model(model)
+    _check_images(images)
+    try:
+        evaluate = _Evaluator(model)
+        first, second = evaluate(images, seed=0), evaluate(images, seed=1)  # [B, K] each
+        change = (first - second).abs().max().item()
+    except Exception as error:  # noqa: BLE001 - a crash is a verdict here
+        return PropertyResult("deterministic_in_eval", False, f"the model fails ({_error(error)}).")
+    if change > atol:
+        return PropertyResult("deterministic_in_eval", False, f"the same images, run twice in eval mode, get "
+                              f"logits that differ by {_fmt(change)}: something random runs in eval mode.")
+    return PropertyResult("deterministic_in_eval", True, "the same images, run twice in eval mode, get the same "
+                          "logits.")
 
 
 def input_sensitivity(model: Model, images: torch.Tensor, *, atol: float | None = None) -> PropertyResult:
@@ -281,6 +314,45 @@ def position_sensitivity(model: Model, images: torch.Tensor, patch_size: int | N
                           f"logits by {_fmt(change, floor)}: the model sees a bag of patches, not their positions.")
 
 
+def readout_symmetry(model: nn.Module, images: torch.Tensor, patch_size: int | None = None, *,
+                     atol: float = 1e-9) -> PropertyResult:
+    """With the position table set to zero, putting the patches in another order leaves the logits unchanged.
+
+    Without positions attention treats its tokens as a set (see `position_sensitivity`): the CLS token, which
+    has no patch of its own, gathers the same result from any order, and so does a mean over all tokens. A head
+    that reads one patch token reads another patch when the order changes. The check runs a float64 copy of
+    the model whose `pos_embed` is zero.
+
+    Args:
+        model: an `nn.Module` from images `[B, C, H, W]` to logits `[B, K]`, with a `pos_embed` parameter.
+        images: `[B, C, H, W]`.
+        patch_size: patch side `P`; read from `model.config` when omitted.
+        atol: the largest change allowed (float64 rounding).
+    """
+    _validate.instance(model, "model", nn.Module, "a torch.nn.Module with a pos_embed parameter",
+                       "pass e.g. a vitsteps.ViT")
+    if not isinstance(getattr(model, "pos_embed", None), torch.Tensor):
+        raise InputValueError("model has no pos_embed tensor to set to zero; pass a ViT-like model (one with "
+                              "model.pos_embed).")
+    _check_images(images)
+    patch_size = _patch_size(model, patch_size)
+    reordered = permute_patches(images, patch_size)  # [B, C, H, W], patches in reverse order
+    try:
+        unplaced = copy.deepcopy(model)
+        with torch.no_grad():
+            unplaced.pos_embed.zero_()
+        evaluate = _Evaluator(unplaced)
+        change = (evaluate(reordered) - evaluate(images)).abs().max().item()
+    except Exception as error:  # noqa: BLE001
+        return PropertyResult("readout_symmetry", False, f"the model fails ({_error(error)}).")
+    if change > atol:
+        return PropertyResult("readout_symmetry", False, f"with the position table at zero, the patches in "
+                              f"reverse order still move the logits by {_fmt(change, atol)}: the logits depend "
+                              f"on which token sits where.")
+    return PropertyResult("readout_symmetry", True, "with the position table at zero, the patches in reverse "
+                          "order leave the logits unchanged.")
+
+
 def gradients_reach(model: nn.Module, images: torch.Tensor, names: Sequence[str] | None = None) -> PropertyResult:
     """One backward pass from the loss gives every listed parameter a non-zero gradient.
 
@@ -316,18 +388,32 @@ def gradients_reach(model: nn.Module, images: torch.Tensor, names: Sequence[str]
         return PropertyResult("gradients_reach", False, f"the backward pass fails ({_error(error)}).")
     unreached = [n for (n, _), g in zip(named, grads, strict=True) if g is None]
     zero = [n for (n, _), g in zip(named, grads, strict=True) if g is not None and not g.any()]
+    rows = []  # tables and weights with some rows (along their last dimension) that get exactly zero
+    for (n, _), g in zip(named, grads, strict=True):
+        if g is not None and g.any() and g.dim() >= 2:
+            dead = (g.reshape(-1, g.shape[-1]) == 0).all(dim=1).nonzero().flatten().tolist()  # [rows]
+            if dead:
+                rows.append(f"{'row' if len(dead) == 1 else 'rows'} {_index_span(dead)} of {n}")
 
     def listing(items: list[str]) -> str:
         return ", ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
 
-    if unreached or zero:
+    if unreached or zero or rows:
         parts = []
         if unreached:
             parts.append(f"no gradient reaches {listing(unreached)} (built but never used)")
-        if zero:
-            parts.append(f"a gradient of exactly zero reaches {listing(zero)}")
+        if zero or rows:
+            parts.append(f"a gradient of exactly zero reaches {listing(zero + rows)}")
         return PropertyResult("gradients_reach", False, "; ".join(parts) + ".")
-    return PropertyResult("gradients_reach", True, f"all {len(named)} checked parameters get a non-zero gradient.")
+    return PropertyResult("gradients_reach", True, f"all {len(named)} checked parameters get a non-zero gradient, "
+                          f"in every row.")
+
+
+def _index_span(items: list[int]) -> str:
+    """Sorted indices as "1-4" when consecutive, else listed."""
+    if len(items) > 1 and items == list(range(items[0], items[-1] + 1)):
+        return f"{items[0]}-{items[-1]}"
+    return ", ".join(str(item) for item in items[:6]) + (", ..." if len(items) > 6 else "")
 
 
 def initial_loss_near_log_k(model: Model, images: torch.Tensor, num_classes: int | None = None, *,
@@ -369,7 +455,8 @@ def pre_norm_residual(block: Callable[[torch.Tensor], torch.Tensor], tokens: tor
 
     Adding `c` to every feature of every token is invisible to a LayerNorm (it subtracts the mean), so in
     a pre-norm block `x + f(norm(x))` the sublayers see nothing new and the residual path carries `c` to the
-    output. A post-norm block `norm(x + f(x))` normalises the shift away.
+    output. A post-norm block `norm(x + f(x))` normalises the shift away, and so does any block whose residual
+    path passes through a LayerNorm.
 
     Args:
         block: tokens `[B, L, D]` to tokens `[B, L, D]`, e.g. `model.blocks[0]`.
@@ -388,8 +475,7 @@ def pre_norm_residual(block: Callable[[torch.Tensor], torch.Tensor], tokens: tor
     if error > atol:
         carried = round(carried, 2) + 0.0  # no "-0.00"
         return PropertyResult("pre_norm_residual", False, f"adding {shift:g} to the input moves the output by "
-                              f"{carried:.2f} on average, not {shift:g}: a LayerNorm sits on the residual path "
-                              f"(post-norm).")
+                              f"{carried:.2f} on average, not {shift:g}: a LayerNorm sits on the residual path.")
     return PropertyResult("pre_norm_residual", True, f"adding {shift:g} to the input adds {shift:g} to the output: "
                           f"the residual path is clean (pre-norm).")
 
@@ -496,8 +582,10 @@ def run_checks(model: nn.Module, images: torch.Tensor, *, patch_size: int | None
     _check_images(images, min_batch=2)
     patch_size = _patch_size(model, patch_size)
     patchify = getattr(model, "patchify", None) if patchify is None else patchify
-    results = [batch_independence(model, images), input_sensitivity(model, images),
-               position_sensitivity(model, images, patch_size)]
+    results = [deterministic_in_eval(model, images), batch_independence(model, images),
+               input_sensitivity(model, images), position_sensitivity(model, images, patch_size)]
+    if isinstance(getattr(model, "pos_embed", None), torch.Tensor):
+        results.append(readout_symmetry(model, images, patch_size))
     if patchify is not None:
         results += [patch_order(patchify, images, patch_size), patch_round_trip(patchify, images, patch_size)]
     results.append(gradients_reach(model, images))
