@@ -12,20 +12,21 @@ The course folder follows nbgrader's layout, one assignment per notebook (assign
     course/source/<assignment>/<notebook>.ipynb    the instructor's notebook, solutions and hidden tests
     course/release/<assignment>/<notebook>.ipynb   the student version: stubs, no hidden tests, no outputs
     course/submitted/<student>/<assignment>/<notebook>.ipynb   what students hand in (never modified)
-    course/autograded/<student>/<assignment>/<notebook>.ipynb  the graded run (outputs up to the first grading)
+    course/autograded/<student>/<assignment>/<notebook>.ipynb  the notebook's own run, every output kept
     course/feedback/<student>/<assignment>/<notebook>.html     the student's cells and the grader's verdicts
     course/grades.csv                              one row per submission folder, refused ones with the reason
 
 How a submission is graded. Every instructor cell comes from `source/` (matched by grade id and cell id);
 only the solution cells and the cells the student added come from the submission. Test cells run as the
-students saw them, without their hidden tests, which never enter the student's process. The notebook runs in
-the sandbox (`vitcourse.confine.sandbox`); right after each graded test cell, the grader calls the student's function
-on inputs it makes from a secret seed and decides each exercise in its own process (`vitcourse.judge.verdict`), with
-the exercise table's `verdict`. A wrong answer cannot score, whatever the student's code does to its own
-process. Calls to the package's reference or to a forbidden function during the grader's calls, a copy of the
-reference's code, and code the static scan flags (`vitcourse.judge.scan`) earn `flagged_credit` of the points (0 by
-default) and are named in the row's reason. Outputs produced after the first graded test are kept out of the
-graded notebook and the feedback: from then on the student's process has held the grader's inputs.
+students saw them, without their hidden tests, which never enter the student's process. The notebook runs once in
+the sandbox (`vitcourse.confine.sandbox`) for its outputs; no input of the grader's enters that process. Each
+exercise is then judged in a graded run of its own (`vitcourse.judge.grade.graded_run`): a new process whose
+ruled-out routes are closed before any student code runs, which runs the cells the function needs, and where the
+grader calls the function on inputs it makes from a secret seed and decides in its own process
+(`vitcourse.judge.verdict`, with the exercise table's `verdict`). A wrong answer cannot score, nor a ruled-out
+route, whatever the student's code does to its own process. A copy of the package's own solution and code the
+static scan flags (`vitcourse.judge.scan`) earn `flagged_credit` of the points (0 by default) and are named in
+the row's reason.
 
 Before any submission, each assignment's own source notebook is graded through the same path (`calibrate`):
 it must score full marks, and its time sets each notebook's wall-clock budget (`budget_factor` times it, at

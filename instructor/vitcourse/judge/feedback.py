@@ -35,8 +35,8 @@ def student_text(text: object, limit: int = MAX_STUDENT_TEXT) -> str:
 
 def feedback_html(graded: nbformat.NotebookNode, grade: Grade) -> str:
     """The feedback page: the score table, the grader's notes, the student's notebook as it ran, and in place of
-    each test cell the grader's verdict. Test cells' code and hidden tests are never on it, nor outputs produced
-    after the first graded test."""
+    each test cell the grader's verdict. Test cells' code and hidden tests are never on it; every output is, since
+    the notebook's own run never held the grader's inputs."""
     from nbconvert import HTMLExporter
 
     notebook = copy.deepcopy(graded)
